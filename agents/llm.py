@@ -54,6 +54,7 @@ class Completion:
     cost_usd: float
     latency_s: float
     retries: int
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)  # [{id, type, function: {name, arguments}}]
 
 
 @dataclass
@@ -121,7 +122,8 @@ class LLM:
         await self.client.close()
 
     async def complete(self, messages: list[dict[str, Any]], *, purpose: str, max_tokens: int | None = None,
-                       temperature: float | None = None) -> Completion:
+                       temperature: float | None = None, seed: int | None = None,
+                       tools: list[dict[str, Any]] | None = None) -> Completion:
         started, attempts = time.monotonic(), 0
         retrying = AsyncRetrying(
             retry=retry_if_exception(is_retryable), stop=stop_after_attempt(self.endpoint.max_retries + 1),
@@ -133,7 +135,8 @@ class LLM:
             async for attempt in retrying:
                 with attempt:
                     attempts += 1
-                    response = await self._call(messages, purpose, max_tokens, temperature)
+                    response = await self._call(messages, purpose, max_tokens=max_tokens, temperature=temperature,
+                                                seed=seed, tools=tools)
         except openai.APIStatusError as exc:
             if is_retryable(exc):
                 raise Transient(f"model endpoint failing after {attempts} tries: {exc.status_code}",
@@ -143,24 +146,21 @@ class LLM:
             raise Transient(f"model endpoint unreachable after {attempts} tries: {type(exc).__name__}") from None
         return await self._finish(response, started, attempts - 1)
 
-    async def _call(self, messages: list[dict[str, Any]], purpose: str, max_tokens: int | None,
-                    temperature: float | None) -> Any:
+    async def _call(self, messages: list[dict[str, Any]], purpose: str, **options: Any) -> Any:
         kwargs: dict[str, Any] = {"model": self.endpoint.model, "messages": messages,
                                   "extra_headers": {PURPOSE_HEADER: purpose}}
-        if max_tokens is not None:
-            kwargs["max_tokens"] = max_tokens
-        if temperature is not None:
-            kwargs["temperature"] = temperature
+        kwargs.update({k: v for k, v in options.items() if v is not None})
         async with _endpoint_semaphore(self.endpoint):
             return await self.client.chat.completions.create(**kwargs)
 
     async def _finish(self, response: Any, started: float, retries: int) -> Completion:
         usage = response.usage
         pt, ct = (usage.prompt_tokens, usage.completion_tokens) if usage else (0, 0)
-        text = response.choices[0].message.content or ""
-        done = Completion(text=text, prompt_tokens=pt, completion_tokens=ct,
+        message = response.choices[0].message
+        calls = [c.model_dump(include={"id", "type", "function"}) for c in (message.tool_calls or [])]
+        done = Completion(text=message.content or "", prompt_tokens=pt, completion_tokens=ct,
                           cost_usd=self.prices.cost(response.model or self.endpoint.model, pt, ct),
-                          latency_s=time.monotonic() - started, retries=retries)
+                          latency_s=time.monotonic() - started, retries=retries, tool_calls=calls)
         if self.on_usage:
             await self.on_usage(Usage(role=self.role, model=response.model or self.endpoint.model,
                                       endpoint=self.endpoint.base_url, prompt_tokens=pt, completion_tokens=ct,

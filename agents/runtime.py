@@ -32,6 +32,7 @@ class Emit:
     payload: Payload
     key: str | int = 0
     new_trace: bool = False
+    event_id: str | None = None  # set when the id must not depend on the input (e.g. one per task)
 
 
 @dataclass
@@ -95,7 +96,7 @@ class AgentRunner:
         emits = await self.agent.handle(event)
         return [
             make_envelope(e.type, e.payload, producer=self.agent.role, parent=event.envelope, key=e.key,
-                          new_trace=e.new_trace)
+                          new_trace=e.new_trace, event_id=e.event_id)
             for e in emits
         ]
 
