@@ -8,8 +8,6 @@ task is rejected with the last error.
 
 from __future__ import annotations
 
-import csv
-import io
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -20,7 +18,7 @@ from agents.coder import card_for_bundle
 from agents.llm_agent import LLMAgent
 from agents.replies import ReplyError, explanation, files
 from agents.runtime import AgentContext, Emit
-from agents.taskrun import Score, StepFailed, open_workspace, require_ok
+from agents.taskrun import Score, StepFailed, check_submission_format, open_workspace, require_ok
 from bus import Event
 from bus.events import SolveRequested, TaskBundle, TaskDrafted, TaskRejected, TaskValidated
 from prompts import render
@@ -33,13 +31,6 @@ def parse_fix(text: str) -> tuple[dict[str, str], str]:
     if not changed and not why:
         raise ReplyError("give `EXPLANATION: <one line>` and each changed file as `FILE: <name>` + a fenced block")
     return changed, why
-
-
-def check_submission_format(sample: str, submission: bytes) -> None:
-    want = next(csv.reader(io.StringIO(sample)), [])
-    got = next(csv.reader(io.StringIO(submission[:10_000].decode(errors="replace"))), [])
-    if want != got:
-        raise StepFailed("baseline", f"submission.csv columns {got} differ from sample_submission.csv {want}")
 
 
 class DebuggerAgent(LLMAgent):

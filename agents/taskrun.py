@@ -114,6 +114,13 @@ async def check_no_leak(ws: Workspace) -> None:
         raise StepFailed("prepare", f"test labels leaked into the workspace: data/test.csv has column(s) {leaked}")
 
 
+def check_submission_format(sample: str, submission: bytes) -> None:
+    want = next(csv.reader(io.StringIO(sample)), [])
+    got = next(csv.reader(io.StringIO(submission[:10_000].decode(errors="replace"))), [])
+    if want != got:
+        raise StepFailed("submission", f"submission.csv columns {got} differ from sample_submission.csv {want}")
+
+
 def require_ok(step: str, r: ExecResult) -> None:
     if r.timed_out:
         raise StepFailed(step, f"timed out after {r.duration_s:.0f}s\n{tail(r.stderr)}")

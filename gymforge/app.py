@@ -34,6 +34,8 @@ ROLES: dict[str, AgentFactory] = {
     "verifier": _role("agents.verifier", "VerifierAgent"),
     "coder": _role("agents.coder", "CoderAgent"),
     "debugger": _role("agents.debugger", "DebuggerAgent"),
+    "solver": _role("agents.solver.agent", "SolverAgent"),
+    "filter": _role("agents.filter", "FilterAgent"),
     "sink": _role("agents.sink", "SinkAgent"),
 }
 
@@ -92,6 +94,7 @@ def endpoints(s: Settings) -> dict[str, Any]:
 
 def agent_options(s: Settings) -> dict[str, Any]:
     from agents.llm import Prices
+    from agents.solver.loop import Limits
 
     prices = Prices()
     prices.table.update(s.prices)
@@ -99,6 +102,11 @@ def agent_options(s: Settings) -> dict[str, Any]:
         "endpoints": endpoints(s), "prices": prices, "sandbox": s.sandbox, "attempts": s.attempts,
         "debug_rounds": s.debug_rounds, "hf_token": s.secret("hf_token"), "hf_endpoint": s.hf_endpoint,
         "hf_viewer_endpoint": s.hf_viewer_endpoint,
+        "solver_limits": Limits(max_steps=s.solver_max_steps, max_cost_usd=s.solver_max_cost_usd,
+                                max_tokens=s.solver_max_tokens, context_tokens=s.solver_context_tokens,
+                                wall_time_s=s.solver_wall_time_s),
+        "action_format": s.solver_action_format, "command_timeout_s": s.solver_command_timeout_s,
+        "filter_mode": s.filter_mode, "filter_max_tokens": s.filter_max_tokens,
     }
 
 

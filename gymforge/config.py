@@ -70,6 +70,15 @@ class Settings(BaseModel):
     sandbox: Literal["bwrap", "docker", "process"] = "bwrap"
     attempts: int = Field(default=4, ge=1)
     debug_rounds: int = Field(default=3, ge=1)
+    solver_action_format: Literal["thought_action", "tool_call"] = "thought_action"
+    solver_max_steps: int = Field(default=50, ge=1)
+    solver_max_cost_usd: float = Field(default=4.0, gt=0)
+    solver_max_tokens: int = Field(default=2_000_000, ge=1)  # sent + received per episode
+    solver_context_tokens: int = Field(default=64_000, ge=1000)
+    solver_wall_time_s: float = Field(default=3600.0, gt=0)
+    solver_command_timeout_s: float = Field(default=25.0, gt=0)  # ordinary commands; python gets training_timeout
+    filter_mode: Literal["beat", "match", "any"] = "beat"
+    filter_max_tokens: int = Field(default=48_000, ge=1)
     hf_token: SecretStr | None = None
     hf_endpoint: str = "https://huggingface.co"
     hf_viewer_endpoint: str = "https://datasets-server.huggingface.co"

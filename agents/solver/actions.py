@@ -1,0 +1,98 @@
+"""Replies -> one action, and command output -> an observation. Pure functions, no I/O.
+
+thought_action (SWE-agent's parser): a THOUGHT, then exactly one fenced block holding the command.
+tool_call: exactly one call of the `bash` tool. Zero or several actions is a FormatError.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
+
+ActionFormat = Literal["thought_action", "tool_call"]
+SHELL_TAGS = {"", "bash", "sh", "shell"}
+FENCE = re.compile(r"^```([\w+-]*)[^\n]*\n(.*?)\n?^```[ \t]*$", re.DOTALL | re.MULTILINE)
+THOUGHT_PREFIX = re.compile(r"^\s*(THOUGHT|DISCUSSION)\s*:\s*", re.IGNORECASE)
+ELIDED = "\n[... {n} characters elided ...]\n"
+BASH_TOOL: dict[str, Any] = {
+    "type": "function",
+    "function": {
+        "name": "bash",
+        "description": "Run one shell command in the task's workspace; `validate` and `submit` are special.",
+        "parameters": {"type": "object", "properties": {"command": {"type": "string"}}, "required": ["command"]},
+    },
+}
+
+
+class FormatError(Exception):
+    """The reply holds no action or several: the message says which, for the correction."""
+
+
+@dataclass(frozen=True)
+class Action:
+    thought: str
+    command: str
+    tool_call_id: str | None = None
+
+    @property
+    def special(self) -> str | None:
+        """`validate` or `submit` when the command is one of them, else None."""
+        word = self.command.strip()
+        return word if word in ("validate", "submit") else None
+
+
+def parse_thought_action(text: str) -> Action:
+    blocks = [(m.start(), body) for m in FENCE.finditer(text) for tag, body in [m.groups()]
+              if tag.lower() in SHELL_TAGS]
+    if not blocks:
+        raise FormatError("the reply holds no command: put exactly one command in a fenced block tagged bash")
+    if len(blocks) > 1:
+        raise FormatError(f"the reply holds {len(blocks)} commands: give exactly one fenced bash block per reply")
+    start, command = blocks[0]
+    if not command.strip():
+        raise FormatError("the bash block is empty: put one command in it")
+    thought = THOUGHT_PREFIX.sub("", text[:start]).strip()
+    return Action(thought=thought, command=command.strip())
+
+
+def parse_tool_calls(text: str, tool_calls: list[dict[str, Any]]) -> Action:
+    if not tool_calls:
+        raise FormatError("the reply calls no tool: call the `bash` tool exactly once")
+    if len(tool_calls) > 1:
+        raise FormatError(f"the reply makes {len(tool_calls)} tool calls: call the `bash` tool exactly once")
+    call = tool_calls[0]
+    fn = call.get("function") or {}
+    if fn.get("name") != "bash":
+        raise FormatError(f"unknown tool {fn.get('name')!r}: the only tool is `bash`")
+    try:
+        command = json.loads(fn.get("arguments") or "{}").get("command", "")
+    except (json.JSONDecodeError, AttributeError):
+        raise FormatError("the bash tool's arguments are not a JSON object with a `command` string") from None
+    if not isinstance(command, str) or not command.strip():
+        raise FormatError("the bash tool call has no `command`")
+    return Action(thought=text.strip(), command=command.strip(), tool_call_id=call.get("id"))
+
+
+def parse_action(text: str, tool_calls: list[dict[str, Any]], action_format: ActionFormat) -> Action:
+    if action_format == "tool_call":
+        return parse_tool_calls(text, tool_calls)
+    return parse_thought_action(text)
+
+
+def shorten(text: str, limit: int) -> str:
+    """Keep the head and the tail of a long text, with a marker saying how much was cut between."""
+    if len(text) <= limit:
+        return text
+    head = limit // 2
+    tail = limit - head
+    return text[:head] + ELIDED.format(n=len(text) - limit) + text[-tail:]
+
+
+def command_output(stdout: str, stderr: str, exit_code: int, limit: int) -> str:
+    """stdout, then stderr, then the exit code when it is not 0; shortened to `limit` characters."""
+    parts = [p.rstrip("\n") for p in (stdout, stderr) if p.strip()]
+    text = "\n".join(parts) if parts else "(no output)"
+    text = shorten(text, limit)
+    return f"{text}\n(exit code {exit_code})" if exit_code != 0 else text
