@@ -14,6 +14,7 @@ from typing import Any
 
 from agents import replies
 from agents.teacher.bundles import CardError, fix_bundle, write_bundle
+from agents.teacher.solve import SolveError, solve_reply
 
 DEFECTS = ("wrong_column", "missing_import", "malformed_output")
 
@@ -39,13 +40,24 @@ VERBS = {
 @dataclass(frozen=True)
 class TeacherConfig:
     defect_rate: float = 0.5  # share of first drafts that carry a realistic defect
+    solve_format_error_rate: float = 0.0  # share of "solve" replies with no command block, or two
+    solve_script: tuple[str, ...] | None = None  # "solve" replies given verbatim, one per assistant turn
 
 
 class PolicyError(ValueError):
     """The request cannot be answered (unknown purpose, missing context): a 400 for the client."""
 
 
-def answer(purpose: str, messages: list[dict[str, Any]], config: TeacherConfig) -> str:
+def answer(purpose: str, messages: list[dict[str, Any]], config: TeacherConfig, seed: int | None = None,
+           tools: list[dict[str, Any]] | None = None) -> str:
+    """The reply text. `seed` (the solver's attempt) steers "solve"; `tools` is shaped by the server, not here.
+    With a solve_script, a request without a purpose (a client like mini-swe-agent) is a "solve" request."""
+    if purpose == "solve" or (not purpose and config.solve_script is not None):
+        try:
+            return solve_reply(messages, seed=seed, format_error_rate=config.solve_format_error_rate,
+                               script=config.solve_script)
+        except SolveError as exc:
+            raise PolicyError(str(exc)) from None
     handler = {"propose_topics": propose, "write_task": write_task, "fix_task": fix_task}.get(purpose)
     if handler is None:
         raise PolicyError(f"the offline teacher has no policy for purpose {purpose!r}")
