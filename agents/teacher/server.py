@@ -1,13 +1,16 @@
 """`gymforge teacher`: an OpenAI-compatible HTTP server (aiohttp) answering with the rule-based policy.
 
 Its model id says what it is: a rule-based stand-in, not a model. It can add latency and inject 429/500
-errors or hangs at given rates, for load and fault tests.
+errors or hangs at given rates, for load and fault tests. The request body's `seed` goes to the policy;
+when its `tools` offer a function named "bash", the reply text becomes an assistant message calling it
+(one call per command block: a malformed reply makes no call, or two).
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
+import hashlib
+import json
 import random
 import time
 import uuid
@@ -18,6 +21,8 @@ from aiohttp import web
 
 from agents.llm import PURPOSE_HEADER, TEACHER_MODEL
 from agents.teacher.policy import PolicyError, TeacherConfig, answer
+from agents.teacher.solve import shell_blocks
+from agents.tokens import conversation_tokens, message_tokens
 
 SHUTDOWN_TIMEOUT_S = 1.0  # how long stop() lets requests in progress finish
 
@@ -40,10 +45,6 @@ class Counters:
     in_flight: int = 0  # chat requests being handled now
     max_in_flight: int = 0  # the most ever handled at once
     by_purpose: dict[str, int] = field(default_factory=dict)
-
-
-def tokens(text: str) -> int:
-    return max(1, math.ceil(len(text) / 4))
 
 
 def error_body(message: str, kind: str, code: str | None = None) -> dict[str, Any]:
@@ -85,16 +86,20 @@ class TeacherApp:
         try:
             body = await request.json()
             messages = body["messages"]
-        except (ValueError, KeyError, TypeError):
-            return web.json_response(error_body("body must be JSON with messages", "invalid_request_error"), status=400)
+            seed, tools = body.get("seed"), body.get("tools")
+            if not isinstance(messages, list) or not isinstance(seed, int | None) or not isinstance(tools, list | None):
+                raise TypeError
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return web.json_response(error_body("body must be JSON with messages (and an int seed, a tools list)",
+                                                "invalid_request_error"), status=400)
         purpose = request.headers.get(PURPOSE_HEADER, "")
         self.counters.by_purpose[purpose] = self.counters.by_purpose.get(purpose, 0) + 1
         try:
-            text = await asyncio.to_thread(answer, purpose, messages, self.config)
+            text = await asyncio.to_thread(answer, purpose, messages, self.config, seed, tools)
         except PolicyError as exc:
             return web.json_response(error_body(str(exc), "invalid_request_error"), status=400)
-        prompt_tokens = sum(tokens(str(m.get("content") or "")) for m in messages)
-        return web.json_response(completion(text, prompt_tokens))
+        message = tool_message(text, len(messages)) if offers_bash(tools) else {"role": "assistant", "content": text}
+        return web.json_response(completion(message, conversation_tokens(messages)))
 
     async def _inject_faults(self) -> web.Response | None:
         f = self.faults
@@ -114,12 +119,29 @@ class TeacherApp:
         return None
 
 
-def completion(text: str, prompt_tokens: int) -> dict[str, Any]:
-    ct = tokens(text)
+def offers_bash(tools: list[Any] | None) -> bool:
+    return any(isinstance(t, dict) and (t.get("function") or {}).get("name") == "bash" for t in tools or ())
+
+
+def tool_message(text: str, position: int) -> dict[str, Any]:
+    """A thought_action reply as an assistant message calling the bash tool once per command block."""
+    commands = shell_blocks(text)
+    if not commands:
+        return {"role": "assistant", "content": text.removeprefix("THOUGHT:").strip()}
+    thought = text[:text.index("```")].removeprefix("THOUGHT:").strip()
+    calls = [{"id": "call_" + hashlib.sha256(f"{position}:{i}:{cmd}".encode()).hexdigest()[:16], "type": "function",
+              "function": {"name": "bash", "arguments": json.dumps({"command": cmd.strip()})}}
+             for i, cmd in enumerate(commands)]
+    return {"role": "assistant", "content": thought, "tool_calls": calls}
+
+
+def completion(message: dict[str, Any], prompt_tokens: int) -> dict[str, Any]:
+    ct = message_tokens(message)
     return {
         "id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion", "created": int(time.time()),
         "model": TEACHER_MODEL,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        "choices": [{"index": 0, "message": message,
+                     "finish_reason": "tool_calls" if message.get("tool_calls") else "stop"}],
         "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": ct, "total_tokens": prompt_tokens + ct},
     }
 
