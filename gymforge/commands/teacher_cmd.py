@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import sys
+from pathlib import Path
 
 from gymforge.app import with_settings
 from gymforge.config import Settings
@@ -21,6 +23,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--error-rate", type=float, default=0.0, help="share of calls answered 429 or 500")
     p.add_argument("--hang-rate", type=float, default=0.0, help="share of calls that hang (timeouts)")
     p.add_argument("--defect-rate", type=float, default=None, help="share of first drafts with a planted bug")
+    p.add_argument("--solve-format-error-rate", type=float, default=0.0,
+                   help="share of solver replies with no command block, or two (format-error tests)")
+    p.add_argument("--solve-script", type=Path, default=None, metavar="FILE",
+                   help="JSON list of strings: the solver replies, one per assistant turn (the last repeats)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=with_settings(cmd_teacher))
 
@@ -29,13 +35,15 @@ def cmd_teacher(args: argparse.Namespace, s: Settings) -> int:
     from agents.teacher.policy import TeacherConfig
     from agents.teacher.server import Faults, TeacherServer
 
-    for name in ("error_rate", "hang_rate", "defect_rate"):
+    for name in ("error_rate", "hang_rate", "defect_rate", "solve_format_error_rate"):
         v = getattr(args, name)
         if v is not None and not 0.0 <= v <= 1.0:
             raise UserError(f"--{name.replace('_', '-')} must be between 0 and 1")
     faults = Faults(latency_s=args.latency, latency_jitter_s=args.jitter, error_rate=args.error_rate,
                     hang_rate=args.hang_rate, seed=args.seed)
-    config = TeacherConfig(defect_rate=s.teacher_defect_rate if args.defect_rate is None else args.defect_rate)
+    config = TeacherConfig(defect_rate=s.teacher_defect_rate if args.defect_rate is None else args.defect_rate,
+                           solve_format_error_rate=args.solve_format_error_rate,
+                           solve_script=read_script(args.solve_script) if args.solve_script else None)
     port = s.teacher_port if args.port is None else args.port
 
     async def main() -> None:
@@ -54,3 +62,16 @@ def cmd_teacher(args: argparse.Namespace, s: Settings) -> int:
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(main())
     return 0
+
+
+def read_script(path: Path) -> tuple[str, ...]:
+    """--solve-script: a JSON list of at least one string."""
+    try:
+        script = json.loads(path.read_text())
+    except OSError as exc:
+        raise UserError(f"cannot read --solve-script {path}: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise UserError(f"--solve-script {path} is not JSON: {exc}") from None
+    if not isinstance(script, list) or not script or not all(isinstance(x, str) for x in script):
+        raise UserError(f"--solve-script {path} must hold a non-empty JSON list of strings")
+    return tuple(script)
