@@ -104,7 +104,24 @@ def encode(envelope: Envelope) -> bytes:
 
 
 def decode_envelope(data: bytes) -> Envelope:
-    """Parse the envelope only (the payload may still be a reference). Raises Poison with the reason."""
+    """Parse the envelope only (the payload may still be a reference). Raises Poison with the reason.
+
+    The fast path parses and validates in one pass, strictly: it accepts exactly the canonical encoding
+    `encode` writes (JSON ints, ISO strings). Anything else takes the step-by-step path, which coerces
+    like pydantic's lax mode and names the first thing wrong.
+    """
+    try:
+        env = Envelope.model_validate_json(data, strict=True)
+    except ValidationError:
+        return _decode_envelope_slow(data)
+    if env.schema_version != SCHEMA_VERSION:
+        raise Poison(f"unsupported schema_version {env.schema_version!r} (this build reads {SCHEMA_VERSION})")
+    if env.payload is None and env.payload_ref is None:
+        raise Poison("envelope has neither payload nor payload_ref")
+    return env
+
+
+def _decode_envelope_slow(data: bytes) -> Envelope:
     try:
         raw = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
