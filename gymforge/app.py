@@ -188,4 +188,7 @@ def build_agent(role: str, bus: Bus, s: Settings, gate: Callable[[], str | None]
     if factory is None:
         raise UserError(f"unknown role {role!r}: choose one of {', '.join(sorted(ROLES))}")
     ctx = AgentContext(bus=bus, data_dir=s.data_dir, gate=gate, options=agent_options(s))
-    return factory(ctx, s)
+    agent = factory(ctx, s)
+    if s.ack_wait_s is not None:  # heartbeats keep long work alive; a short wait redelivers a crash's work sooner
+        agent.ack_wait_s = s.ack_wait_s
+    return agent

@@ -42,6 +42,7 @@ class Settings(BaseModel):
     duplicate_window_s: float = 7200.0
     max_deliver: int = Field(default=5, ge=1)
     shutdown_grace_s: float = 20.0
+    ack_wait_s: float | None = Field(default=None, gt=0)  # every role's ack wait (default: each role's own)
 
     # storage
     data_dir: Path = Path(".gymforge")

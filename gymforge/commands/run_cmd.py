@@ -13,6 +13,7 @@ import sys
 import time
 from typing import Any
 
+from agents.budget import BudgetWatcher
 from agents.runtime import AgentRunner, Supervisor
 from bus import Bus, make_envelope
 from bus.events import TopicRequested
@@ -31,7 +32,8 @@ from gymforge.config import Settings
 from gymforge.errors import UserError
 
 DOMAINS = ("computer vision", "natural language processing", "tabular data", "time series", "healthcare")
-STAGES = ("topic.proposed", "dataset.verified", "task.validated", "trajectory.completed", "trajectory.accepted")
+STAGES = {"topic.proposed": "topics", "dataset.verified": "datasets", "task.validated": "tasks",
+          "solve.requested": "solves", "trajectory.completed": "traj", "trajectory.accepted": "accepted"}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -89,7 +91,7 @@ async def _run(bus: Bus, s: Settings, topics: int, until: int | None, idle_s: fl
         await seed(bus, topics)
     counts: dict[str, int] = {}
     try:
-        counts = await watch(bus, sup, agents, until, idle_s, progress, started)
+        counts = await watch(bus, sup, agents, until, idle_s, progress, started, budget)
     finally:
         sup.request_stop()
         await asyncio.gather(agents, return_exceptions=True)
@@ -97,7 +99,8 @@ async def _run(bus: Bus, s: Settings, topics: int, until: int | None, idle_s: fl
     failure = agents.exception() if agents.done() and not agents.cancelled() else None
     if failure is not None:  # an agent died (e.g. at start-up): say so instead of reporting an empty run
         raise UserError(f"an agent stopped the run: {type(failure).__name__}: {failure}")
-    return {"counts": counts, "elapsed_s": time.monotonic() - started}
+    return {"counts": counts, "elapsed_s": time.monotonic() - started, "tokens": budget.spent_tokens,
+            "cost_usd": budget.spent_usd}
 
 
 async def seed(bus: Bus, topics: int) -> None:
@@ -108,7 +111,7 @@ async def seed(bus: Bus, topics: int) -> None:
 
 
 async def watch(bus: Bus, sup: Supervisor, agents: asyncio.Task, until: int | None, idle_s: float,
-                progress: bool, started: float) -> dict[str, int]:
+                progress: bool, started: float, budget: BudgetWatcher) -> dict[str, int]:
     idle_since: float | None = None
     counts: dict[str, int] = {}
     while not agents.done() and not sup.stopped.is_set():
@@ -116,7 +119,7 @@ async def watch(bus: Bus, sup: Supervisor, agents: asyncio.Task, until: int | No
         with contextlib.suppress(Exception):
             counts = await subject_counts(bus)
         if progress:
-            print_progress(counts, time.monotonic() - started)
+            print_progress(counts, time.monotonic() - started, budget.spent_tokens, budget.spent_usd)
         if until is not None and counts.get("trajectory.accepted", 0) >= until:
             break
         busy = await pipeline_busy(bus, sup)
@@ -146,11 +149,21 @@ async def pipeline_busy(bus: Bus, sup: Supervisor) -> bool:
     return False
 
 
-def print_progress(counts: dict[str, int], elapsed: float) -> None:
-    funnel = "  ".join(f"{k.split('.')[0][:4]}.{k.split('.')[1][:5]} {counts.get(k, 0)}" for k in STAGES)
+def progress_line(counts: dict[str, int], elapsed: float, tokens: int, cost_usd: float) -> str:
+    """The funnel's counts, the trajectory rate, tokens and cost on one line."""
+    funnel = "  ".join(f"{label} {counts.get(k, 0)}" for k, label in STAGES.items())
     dead = sum(v for k, v in counts.items() if k.startswith("dead."))
-    line = f"\r[{elapsed:6.1f}s] {funnel}  dead {dead}"
-    print(line, end="", file=sys.stderr, flush=True)
+    per_min = 60.0 * counts.get("trajectory.completed", 0) / max(elapsed, 1e-9)
+    return (f"[{elapsed:6.1f}s] {funnel}  dead {dead} | {per_min:5.1f} traj/min  "
+            f"{tokens / 1000:,.1f}k tok  ${cost_usd:.2f}")
+
+
+def print_progress(counts: dict[str, int], elapsed: float, tokens: int, cost_usd: float) -> None:
+    line = progress_line(counts, elapsed, tokens, cost_usd)
+    if sys.stderr.isatty():
+        print("\r" + line, end="", file=sys.stderr, flush=True)
+    elif int(elapsed) % 10 == 0:  # a log, not a live line: every ~10 s
+        print(line, file=sys.stderr, flush=True)
 
 
 def print_summary(summary: dict[str, Any], s: Settings) -> None:
