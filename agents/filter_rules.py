@@ -1,0 +1,121 @@
+"""The filter's pure rules: a trajectory's verdict, its action signature, and the per-task grading state.
+
+No I/O here; agents/filter.py adds the cross-replica parts (duplicate claims, the shared task state).
+Modes: "beat" needs a score strictly better than the baseline in the metric's direction, "match" one
+no worse, "any" only a valid (scored) submission. "solved" is that score rule alone; an accepted
+trajectory is solved, under the token limit and not a duplicate.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from bus.events import TaskGraded, TrajectoryCompleted
+
+MODES = ("beat", "match", "any")
+DEFAULT_MODE = "beat"
+DEFAULT_MAX_TOKENS = 48_000
+KEY_UNSAFE = re.compile(r"[^-_=a-zA-Z0-9]")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    solved: bool
+    reasons: list[str]  # empty = accepted (before the duplicate check)
+
+
+def gain(score: float, baseline: float, direction: str) -> float:
+    """How much `score` improves on `baseline`, positive when better whatever the direction."""
+    return score - baseline if direction == "maximize" else baseline - score
+
+
+def valid_submission(c: TrajectoryCompleted) -> bool:
+    return c.submitted and c.score is not None and math.isfinite(c.score)
+
+
+def meets_mode(score: float, baseline: float, direction: str, mode: str) -> bool:
+    delta = gain(score, baseline, direction)
+    return {"beat": delta > 0, "match": delta >= 0, "any": True}[mode]
+
+
+def score_reason(c: TrajectoryCompleted, mode: str) -> str | None:
+    """Why the submission fails the mode's score rule, or None when it passes."""
+    if not valid_submission(c):
+        why = f"exit status {c.exit_status}" if not c.submitted else "the submission was not scored"
+        return f"no valid submission ({why})"
+    assert c.score is not None
+    if meets_mode(c.score, c.baseline_score, c.direction, mode):
+        return None
+    rule = "does not beat" if mode == "beat" else "is worse than"
+    return f"score {c.score:.6g} {rule} the baseline {c.baseline_score:.6g} ({c.metric}, {c.direction})"
+
+
+def tokens_reason(tokens: int, limit: int) -> str | None:
+    return f"too long: {tokens} tokens, over the limit of {limit}" if tokens > limit else None
+
+
+def verdict(c: TrajectoryCompleted, mode: str = DEFAULT_MODE, max_tokens: int = DEFAULT_MAX_TOKENS) -> Verdict:
+    """Every rule except duplicates (those need the other trajectories of the task)."""
+    score = score_reason(c, mode)
+    reasons = [r for r in (score, tokens_reason(c.tokens, max_tokens)) if r]
+    return Verdict(solved=score is None, reasons=reasons)
+
+
+def duplicate_reason(attempt: object, event_id: str) -> str:
+    return f"duplicate of accepted attempt {attempt} (trajectory {event_id}): same action sequence"
+
+
+def actions(trajectory: dict[str, Any]) -> list[str]:
+    """The trajectory's actions, whitespace-normalised."""
+    return [" ".join(str(step.get("action") or "").split()) for step in trajectory.get("trajectory") or ()]
+
+
+def signature(trajectory: dict[str, Any]) -> str:
+    """sha256 over the whitespace-normalised action sequence."""
+    return hashlib.sha256(json.dumps(actions(trajectory)).encode()).hexdigest()
+
+
+def key_token(text: str) -> str:
+    """One NATS KV key token for `text`: unsafe characters (dots included) replaced, plus a hash when
+    anything was replaced so that distinct texts keep distinct keys."""
+    safe = KEY_UNSAFE.sub("_", text)
+    if safe != text or not safe:
+        safe += "-" + hashlib.sha256(text.encode()).hexdigest()[:12]
+    return safe
+
+
+# --- per-task grading state ------------------------------------------------------------------
+
+
+def record(state: dict[str, Any] | None, c: TrajectoryCompleted, v: Verdict, accepted: bool) -> dict[str, Any] | None:
+    """The state with this attempt's verdict added, or None when the attempt already has one (idempotent)."""
+    if state is not None and str(c.attempt) in state["verdicts"]:
+        return None
+    new = copy.deepcopy(state) if state is not None else {
+        "task_id": c.task_id, "attempts_total": c.attempts_total, "baseline_score": c.baseline_score,
+        "direction": c.direction, "verdicts": {},
+    }
+    new["verdicts"][str(c.attempt)] = {"solved": v.solved, "accepted": accepted, "score": c.score}
+    return new
+
+
+def grade(state: dict[str, Any]) -> TaskGraded | None:
+    """The task's grade once every attempt 0..attempts_total-1 has a verdict, else None."""
+    n, verdicts = state["attempts_total"], state["verdicts"]
+    if any(str(i) not in verdicts for i in range(n)):
+        return None
+    attempts = [verdicts[str(i)] for i in range(n)]
+    baseline, direction = state["baseline_score"], state["direction"]
+    solved = [a["score"] for a in attempts if a["solved"]]
+    best = max(solved, key=lambda s: gain(s, baseline, direction)) if solved else None
+    return TaskGraded(
+        task_id=state["task_id"], attempts=n, accepted=sum(1 for a in attempts if a["accepted"]),
+        solve_rate=len(solved) / n, best_score=best, baseline_score=baseline,
+        gain=gain(best, baseline, direction) if best is not None else None,
+    )
