@@ -1,0 +1,122 @@
+"""filter: `trajectory.completed` -> `trajectory.accepted` | `trajectory.rejected`, and `task.graded` once
+every attempt of the task has a verdict.
+
+The rules are in agents/filter_rules.py. What spans replicas lives in the JetStream KV bucket `gf-filter`:
+- `dup.<task>.<signature[:32]>` -> {"by": event id, "attempt": n}: claimed (atomic create) by the first
+  trajectory of the task with that action sequence that passes every other rule; a later one is a
+  duplicate, the same one redelivered keeps its claim.
+- `task.<task>` -> {task_id, attempts_total, baseline_score, direction, verdicts: {attempt: {solved,
+  accepted, score}}}: updated with optimistic concurrency, first verdict per attempt wins.
+`task.graded` has an id that depends only on the task, so whoever publishes it, it is one event.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.kv import KeyValue
+
+from agents.filter_rules import (
+    DEFAULT_MAX_TOKENS,
+    DEFAULT_MODE,
+    MODES,
+    Verdict,
+    duplicate_reason,
+    gain,
+    grade,
+    key_token,
+    record,
+    signature,
+    verdict,
+)
+from agents.runtime import Agent, AgentContext, Emit
+from bus import Event, Poison, Transient, derive_id
+from bus.events import TrajectoryAccepted, TrajectoryCompleted, TrajectoryRejected
+
+log = structlog.get_logger("gymforge.filter")
+BUCKET = "gf-filter"
+MAX_CONFLICTS = 50
+
+
+def graded_id(task_id: str) -> str:
+    return derive_id(task_id, "task.graded", "final")
+
+
+class FilterAgent(Agent):
+    role = "filter"
+    consumes = ("trajectory.completed",)
+
+    def __init__(self, ctx: AgentContext) -> None:
+        super().__init__(ctx)
+        self.mode: str = ctx.options.get("filter_mode", DEFAULT_MODE)
+        self.max_tokens: int = int(ctx.options.get("filter_max_tokens", DEFAULT_MAX_TOKENS))
+        if self.mode not in MODES:
+            raise ValueError(f"filter_mode {self.mode!r} is not one of {', '.join(MODES)}")
+
+    async def start(self) -> None:
+        self.kv: KeyValue = await self.ctx.bus.js.create_key_value(bucket=BUCKET, history=1)
+
+    async def handle(self, event: Event) -> Sequence[Emit]:
+        c: TrajectoryCompleted = event.payload  # type: ignore[assignment]
+        if not 0 <= c.attempt < c.attempts_total:
+            raise Poison(f"attempt {c.attempt} is outside 0..{c.attempts_total - 1}")
+        v = verdict(c, self.mode, self.max_tokens)
+        reasons = list(v.reasons)
+        if not reasons and (dup := await self.claim(c, event.id)):
+            reasons.append(dup)
+        state = await self.update_state(c, v, accepted=not reasons)
+        log.info("trajectory judged", task_id=c.task_id, attempt=c.attempt, accepted=not reasons, reasons=reasons)
+        emits = [self.verdict_emit(c, event.id, reasons)]
+        if (graded := grade(state)) is not None:
+            emits.append(Emit("task.graded", graded, event_id=graded_id(c.task_id)))
+        return emits
+
+    def verdict_emit(self, c: TrajectoryCompleted, event_id: str, reasons: list[str]) -> Emit:
+        if reasons:
+            return Emit("trajectory.rejected", TrajectoryRejected(
+                task_id=c.task_id, attempt=c.attempt, trajectory_event_id=event_id, reasons=reasons))
+        assert c.score is not None
+        return Emit("trajectory.accepted", TrajectoryAccepted(
+            task_id=c.task_id, attempt=c.attempt, trajectory_event_id=event_id, score=c.score,
+            gain=gain(c.score, c.baseline_score, c.direction), tokens=c.tokens))
+
+    async def claim(self, c: TrajectoryCompleted, event_id: str) -> str | None:
+        """Claim the action sequence for this trajectory; the duplicate reason when another one holds it."""
+        key = f"dup.{key_token(c.task_id)}.{signature(c.trajectory)[:32]}"
+        try:
+            await self.kv.create(key, json.dumps({"by": event_id, "attempt": c.attempt}).encode())
+            return None
+        except KeyWrongLastSequenceError:
+            entry = await self.kv.get(key)
+        holder = json.loads(entry.value or b"{}")
+        if holder.get("by") == event_id:
+            return None  # redelivered after a crash: the claim is ours
+        return duplicate_reason(holder.get("attempt"), holder.get("by", "?"))
+
+    async def update_state(self, c: TrajectoryCompleted, v: Verdict, *, accepted: bool) -> dict[str, Any]:
+        """Add this attempt's verdict to the task's state (compare-and-set, retried on conflict)."""
+        key = f"task.{key_token(c.task_id)}"
+        for _ in range(MAX_CONFLICTS):
+            try:
+                entry = await self.kv.get(key)
+                state, revision = json.loads(entry.value or b"{}"), entry.revision
+            except KeyNotFoundError:
+                state, revision = None, None
+            new = record(state, c, v, accepted)
+            if new is None:
+                assert state is not None
+                return state  # this attempt already has its verdict
+            body = json.dumps(new).encode()
+            try:
+                if revision is None:
+                    await self.kv.create(key, body)
+                else:
+                    await self.kv.update(key, body, last=revision)
+                return new
+            except KeyWrongLastSequenceError:
+                continue  # another replica wrote first: read again
+        raise Transient(f"task state {key}: {MAX_CONFLICTS} write conflicts in a row")
