@@ -140,8 +140,12 @@ def _decode_envelope_slow(data: bytes) -> Envelope:
     return env
 
 
-def validate_payload(envelope: Envelope, payload: dict[str, Any] | None = None) -> Event:
-    """Turn an envelope (with its payload resolved) into a typed Event. Raises Poison with the reason."""
+def validate_payload(
+    envelope: Envelope, payload: dict[str, Any] | None = None, *, subject: str = "", stream_seq: int | None = None,
+    deliveries: int = 1, headers: dict[str, str] | None = None,
+) -> Event:
+    """Turn an envelope (with its payload resolved) into a typed Event, with the delivery's details when
+    it came from a stream. Raises Poison with the reason."""
     model = payload_model(envelope.type)
     if model is None:
         raise Poison(f"unknown event type {envelope.type!r}")
@@ -152,7 +156,8 @@ def validate_payload(envelope: Envelope, payload: dict[str, Any] | None = None) 
         raise Poison(f"invalid {envelope.type} payload: {_first_error(exc)}") from None
     if payload is not None:
         envelope = envelope.model_copy(update={"payload": payload, "payload_ref": None})
-    return Event(envelope=envelope, payload=typed)
+    return Event(envelope=envelope, payload=typed, subject=subject, stream_seq=stream_seq, deliveries=deliveries,
+                 headers={} if headers is None else headers)
 
 
 def decode(data: bytes, expected_type: str | None = None) -> Event:

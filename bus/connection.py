@@ -172,20 +172,28 @@ class Bus:
 
     # --- decode -----------------------------------------------------------------------------
 
-    async def resolve(self, data: bytes, expected_type: str | None = None) -> Event:
-        """Decode a message body into a typed Event, fetching a by-reference payload. Raises Poison."""
+    async def resolve(
+        self, data: bytes, expected_type: str | None = None, *, subject: str = "", stream_seq: int | None = None,
+        deliveries: int = 1, headers: dict[str, str] | None = None,
+    ) -> Event:
+        """Decode a message body into a typed Event, fetching a by-reference payload. Raises Poison.
+
+        The keywords are the delivery's details, carried into the Event as they are.
+        """
         env = decode_envelope(data)
         if expected_type is not None and env.type != expected_type:
             raise Poison(f"envelope type {env.type!r} does not match subject type {expected_type!r}")
-        if env.payload_ref is None:
-            return validate_payload(env)
+        payload = None if env.payload_ref is None else await self._referenced_payload(env.payload_ref)
+        return validate_payload(env, payload, subject=subject, stream_seq=stream_seq, deliveries=deliveries,
+                                headers=headers)
+
+    async def _referenced_payload(self, name: str) -> Any:
         store = await self.artifacts()
         try:
-            result = await store.get(env.payload_ref)
+            result = await store.get(name)
         except NotFoundError:
-            raise Poison(f"payload_ref {env.payload_ref!r} not found in the object store") from None
+            raise Poison(f"payload_ref {name!r} not found in the object store") from None
         try:
-            payload = json.loads(result.data or b"")
+            return json.loads(result.data or b"")
         except json.JSONDecodeError as exc:
-            raise Poison(f"payload_ref {env.payload_ref!r} is not JSON: {exc}") from None
-        return validate_payload(env, payload)
+            raise Poison(f"payload_ref {name!r} is not JSON: {exc}") from None

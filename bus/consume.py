@@ -8,7 +8,7 @@ import asyncio
 import base64
 import contextlib
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import nats.errors
 import structlog
@@ -144,7 +144,7 @@ class Consumer:
         ctx: dict[str, object] = {"role": self.role, "subject": msg.subject, "stream_seq": seq, "delivery": deliveries}
         self.stats.in_flight += 1
         try:
-            decision = before_handling(deliveries, self.retry) or await self._handle(msg, deliveries, ctx)
+            decision = before_handling(deliveries, self.retry) or await self._handle(msg, deliveries, seq, ctx)
             if decision.dead_letter is not None:
                 await self._dead_letter(msg, decision, deliveries, ctx)
             await apply(msg, decision)
@@ -154,15 +154,14 @@ class Consumer:
         finally:
             self.stats.in_flight -= 1
 
-    async def _handle(self, msg: Msg, deliveries: int, ctx: dict[str, object]) -> Decision:
+    async def _handle(self, msg: Msg, deliveries: int, seq: int | None, ctx: dict[str, object]) -> Decision:
         loop = asyncio.get_running_loop()
         started = loop.time()
         error: BaseException | None = None
         heartbeat = asyncio.create_task(self._heartbeat(msg))
         try:
-            event = await self.bus.resolve(msg.data, type_of(msg.subject))
-            event = replace(event, subject=msg.subject, stream_seq=ctx["stream_seq"], deliveries=deliveries,
-                            headers=dict(msg.headers or {}))
+            event = await self.bus.resolve(msg.data, type_of(msg.subject), subject=msg.subject, stream_seq=seq,
+                                           deliveries=deliveries, headers=dict(msg.headers) if msg.headers else {})
             ctx["event_id"], ctx["trace_id"] = event.id, event.trace_id
             outputs = await self.handler(event)
             for env in outputs:
