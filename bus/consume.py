@@ -61,6 +61,10 @@ class Consumer:
         self.stats = Stats()
         self._slots = asyncio.Semaphore(self.concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
+        # messages whose handler is running -> [msg, loop time of its last sign of life]; one ticker task
+        # sends their heartbeats, and only runs while there are any
+        self._beating: dict[int, list] = {}
+        self._ticker: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self.consuming = False
 
@@ -158,7 +162,7 @@ class Consumer:
         loop = asyncio.get_running_loop()
         started = loop.time()
         error: BaseException | None = None
-        heartbeat = asyncio.create_task(self._heartbeat(msg))
+        self._beat_while_handling(msg, started)
         try:
             event = await self.bus.resolve(msg.data, type_of(msg.subject), subject=msg.subject, stream_seq=seq,
                                            deliveries=deliveries, headers=dict(msg.headers) if msg.headers else {})
@@ -171,7 +175,7 @@ class Consumer:
         except Exception as exc:  # the policy decides; nothing escapes the loop
             error = exc
         finally:
-            heartbeat.cancel()
+            self._handled(msg)
         decision = decide(error, deliveries, self.retry)
         self._record(decision, error, loop.time() - started, ctx)
         return decision
@@ -192,12 +196,34 @@ class Consumer:
             log.warning("retry later", error=str(error), error_type=type(error).__name__, delay_s=d.delay,
                         exc_info=error if unexpected else None, **ctx)
 
-    async def _heartbeat(self, msg: Msg) -> None:
-        interval = max(0.5, self.spec.ack_wait_s / 3)
+    # --- heartbeats: one ticker for every message whose handler is running ------------------
+
+    def _beat_while_handling(self, msg: Msg, now: float) -> None:
+        self._beating[id(msg)] = [msg, now]
+        if self._ticker is None:
+            self._ticker = asyncio.create_task(self._heartbeats())
+
+    def _handled(self, msg: Msg) -> None:
+        del self._beating[id(msg)]
+        if not self._beating and self._ticker is not None:
+            self._ticker.cancel()
+            self._ticker = None
+
+    async def _heartbeats(self) -> None:
+        """Every message gets an in-progress at most `interval` (ack_wait/3) after it started or after its
+        last one: ticks come every interval/2 and touch the messages quiet for at least that long."""
+        loop = asyncio.get_running_loop()
+        tick = max(0.5, self.spec.ack_wait_s / 3) / 2
         while True:
-            await asyncio.sleep(interval)
-            with contextlib.suppress(Exception):
-                await msg.in_progress()
+            await asyncio.sleep(tick)
+            now = loop.time()
+            quiet_since = now - tick * 0.95  # timers may fire a hair early
+            for entry in list(self._beating.values()):
+                msg, last = entry
+                if last <= quiet_since:
+                    entry[1] = now
+                    with contextlib.suppress(Exception):
+                        await msg.in_progress()
 
     async def _dead_letter(self, msg: Msg, d: Decision, deliveries: int, ctx: dict[str, object]) -> None:
         reason = d.dead_letter or "unknown"
