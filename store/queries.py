@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 from store.db import Store
@@ -54,3 +55,50 @@ async def task_counts(store: Store) -> dict[str, int]:
 async def trajectory_counts(store: Store) -> dict[str, int]:
     rows = await store.rows("SELECT status, COUNT(*) AS n FROM trajectories GROUP BY status")
     return {r["status"]: r["n"] for r in rows}
+
+
+# --- trajectory exports (sft, traj, hf): streamed, filtered and ordered in SQL -----------------------
+
+TRAJECTORY_ORDERS = {
+    # easy first: the task's solve rate descending, tasks never graded last
+    "curriculum": "k.solve_rate IS NULL, k.solve_rate DESC, t.task_id, t.attempt",
+    "time": "t.time, t.task_id, t.attempt",
+}
+
+
+def _trajectory_where(statuses: tuple[str, ...] | None, task_ids: list[str] | None) -> tuple[str, tuple[Any, ...]]:
+    where, params = ["t.traj IS NOT NULL"], []  # a verdict may land before its trajectory
+    if statuses:
+        where.append(f"t.status IN ({','.join('?' * len(statuses))})")
+        params += statuses
+    if task_ids:
+        where.append(f"t.task_id IN ({','.join('?' * len(task_ids))})")
+        params += task_ids
+    return " AND ".join(where), tuple(params)
+
+
+def stream_trajectories(store: Store, *, statuses: tuple[str, ...] | None = None,
+                        task_ids: list[str] | None = None, order: str = "time") -> AsyncIterator[dict[str, Any]]:
+    """Trajectory rows joined with their task's solve_rate, metric and direction, a chunk at a time."""
+    where, params = _trajectory_where(statuses, task_ids)
+    return store.stream_rows(
+        "SELECT t.id, t.task_id, t.attempt, t.status, t.exit_status, t.submitted, t.score, t.baseline_score,"
+        " t.gain, t.tokens, t.steps, t.reasons, t.traj, t.time, k.solve_rate, k.metric, k.direction"
+        f" FROM trajectories t LEFT JOIN tasks k ON k.task_id = t.task_id WHERE {where}"
+        f" ORDER BY {TRAJECTORY_ORDERS[order]}", params)
+
+
+async def count_trajectories(store: Store, *, statuses: tuple[str, ...] | None = None,
+                             task_ids: list[str] | None = None) -> int:
+    where, params = _trajectory_where(statuses, task_ids)
+    return int(await store.scalar(f"SELECT COUNT(*) FROM trajectories t WHERE {where}", params))
+
+
+async def unknown_task_ids(store: Store, task_ids: list[str]) -> list[str]:
+    """The ids among `task_ids` that name neither a task nor a trajectory in the store."""
+    known: set[str] = set()
+    for table in ("tasks", "trajectories"):
+        rows = await store.rows(f"SELECT DISTINCT task_id FROM {table} WHERE task_id IN"
+                                f" ({','.join('?' * len(task_ids))})", tuple(task_ids))
+        known |= {r["task_id"] for r in rows}
+    return [t for t in task_ids if t not in known]
