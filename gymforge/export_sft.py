@@ -1,0 +1,254 @@
+"""`gymforge export sft --out DIR`: trajectories as chat-format JSONL for supervised fine-tuning.
+
+    DIR/train.jsonl      one line per trajectory: {"messages": [...]} (+ "tools" in tool-call mode), and with
+                         --format trl (the default) its "metadata"; messages are system, user (the task),
+                         then assistant / observation turns, ending with an assistant turn
+    DIR/metadata.jsonl   --format openai only: the metadata, line-aligned with train.jsonl, which then holds
+                         nothing but what OpenAI's fine-tuning format allows
+    DIR/manifest.json    counts, skipped trajectories, filters, format and the token estimator
+
+Rows are streamed from the store (one trajectory in memory at a time), filtered and ordered in SQL.
+Conversations longer than --max-tokens (ESTIMATED, agents.tokens) are cut at a turn boundary; those whose
+first assistant turn alone does not fit are skipped and counted. The shared pieces (filters, the example
+stream, the manifest) serve `export traj` and `export hf` as well.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import sys
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from gymforge import sft_format
+from gymforge.app import with_settings
+from gymforge.config import Settings
+from gymforge.errors import UserError
+from gymforge.export_mlgym import check_out_dir, export_subparsers
+from store import queries
+from store.db import Store, StoreError
+
+STATUSES: dict[str, tuple[str, ...] | None] = {"accepted": ("accepted",), "all": None}
+DEFAULT_MAX_TOKENS = 32_000
+FORMATS = ("trl", "openai")
+SKIPPED_IDS_KEPT = 1000  # the manifest lists at most this many skipped trajectories by name
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = export_subparsers(sub).add_parser(
+        "sft", help="trajectories as chat JSONL for supervised fine-tuning (TRL or OpenAI format)",
+        description="Write the trajectories as one chat conversation per line (DIR/train.jsonl), "
+                    "truncated at a turn boundary to --max-tokens estimated tokens.")
+    add_filter_args(p, order=True, max_tokens=True)
+    p.add_argument("--format", choices=FORMATS, default="trl", dest="fmt",
+                   help="trl: messages and metadata per line (default); openai: messages only, "
+                        "metadata in DIR/metadata.jsonl")
+    p.set_defaults(func=with_settings(cmd_export_sft))
+
+
+def add_filter_args(p: argparse.ArgumentParser, *, order: bool, max_tokens: bool) -> None:
+    p.add_argument("--out", type=Path, required=True, help="output directory")
+    p.add_argument("--status", choices=tuple(STATUSES), default="accepted",
+                   help="accepted trajectories only (default) or all of them")
+    p.add_argument("--task", action="append", dest="task_ids", default=None, metavar="TASK_ID",
+                   help="export only this task's trajectories (repeatable)")
+    if order:
+        p.add_argument("--order", choices=tuple(queries.TRAJECTORY_ORDERS), default="curriculum",
+                       help="curriculum: the task's solve rate descending, easy first (default); time: as recorded")
+    if max_tokens:
+        p.add_argument("--max-tokens", type=int, default=DEFAULT_MAX_TOKENS,
+                       help=f"estimated tokens per conversation (default {DEFAULT_MAX_TOKENS})")
+    p.add_argument("--force", action="store_true", help="write into a non-empty DIR, replacing our files")
+
+
+# --- filters and the example stream (shared with export traj / hf) -------------------------------
+
+
+@dataclass(frozen=True)
+class Filters:
+    status: str = "accepted"
+    task_ids: tuple[str, ...] | None = None
+    order: str = "time"
+    max_tokens: int = DEFAULT_MAX_TOKENS
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Filters:
+        max_tokens = getattr(args, "max_tokens", DEFAULT_MAX_TOKENS)
+        if max_tokens < 1:
+            raise UserError(f"--max-tokens must be at least 1, not {max_tokens}")
+        return cls(status=args.status, task_ids=tuple(dict.fromkeys(args.task_ids)) if args.task_ids else None,
+                   order=getattr(args, "order", "time"), max_tokens=max_tokens)
+
+    def query(self) -> dict[str, Any]:
+        return {"statuses": STATUSES[self.status], "task_ids": list(self.task_ids) if self.task_ids else None}
+
+    def describe(self) -> dict[str, Any]:
+        return {"status": self.status, "tasks": list(self.task_ids) if self.task_ids else None,
+                "order": self.order, "max_tokens": self.max_tokens}
+
+
+@dataclass
+class Skipped:
+    counts: Counter[str] = field(default_factory=Counter)
+    ids: list[str] = field(default_factory=list)
+
+    def add(self, row: dict[str, Any], reason: str) -> None:
+        self.counts[reason] += 1
+        if len(self.ids) < SKIPPED_IDS_KEPT:
+            self.ids.append(f"{row['task_id']}__{row['attempt']}: {reason}")
+
+    def describe(self) -> str:
+        return ", ".join(f"{n} {reason}" for reason, n in sorted(self.counts.items()))
+
+
+@dataclass
+class Example:
+    messages: list[dict[str, Any]]
+    tools: list[dict[str, Any]] | None
+    metadata: dict[str, Any]
+
+
+async def open_store(s: Settings, f: Filters) -> Store:
+    """The store, read-only, once the filters are known to match some trajectory; else a UserError."""
+    try:
+        store = await Store.open(s.db_path, readonly=True)
+    except StoreError as exc:
+        raise UserError(str(exc)) from None
+    try:
+        if f.task_ids and (unknown := await queries.unknown_task_ids(store, list(f.task_ids))):
+            raise UserError(f"unknown task {', '.join(unknown)}: not in the store at {s.db_path}")
+        if not await queries.count_trajectories(store, **f.query()):
+            which = "" if f.status == "all" else f" {f.status}"
+            among = f" for {', '.join(f.task_ids)}" if f.task_ids else ""
+            raise UserError(f"no{which} trajectories{among} in the store at {s.db_path}: "
+                            "run the pipeline (`gymforge run`) first" + ("" if f.status == "all" else
+                                                                         " or pass --status all"))
+    except BaseException:
+        await store.close()
+        raise
+    return store
+
+
+async def trajectories(store: Store, f: Filters, skipped: Skipped) -> AsyncIterator[tuple[dict, dict]]:
+    """(row, trajectory dict) per stored trajectory matching `f`, in its order; unreadable ones skipped."""
+    async for row in queries.stream_trajectories(store, order=f.order, **f.query()):
+        try:
+            traj = json.loads(row["traj"])
+        except json.JSONDecodeError:
+            traj = None
+        if not isinstance(traj, dict):
+            skipped.add(row, sft_format.MALFORMED)
+            continue
+        yield row, traj
+
+
+def example_of(row: dict[str, Any], traj: dict[str, Any], max_tokens: int, skipped: Skipped) -> Example | None:
+    try:
+        conv = sft_format.conversation(traj, max_tokens)
+    except sft_format.Unusable as exc:
+        skipped.add(row, exc.reason)
+        return None
+    return Example(conv.messages, conv.tools, sft_format.metadata(row, traj, conv))
+
+
+async def examples(store: Store, f: Filters, skipped: Skipped) -> AsyncIterator[Example]:
+    """One training example per usable trajectory, streamed."""
+    async for row, traj in trajectories(store, f, skipped):
+        if (ex := example_of(row, traj, f.max_tokens, skipped)) is not None:
+            yield ex
+
+
+def manifest(kind: str, f: Filters, counts: dict[str, Any], skipped: Skipped, **extra: Any) -> dict[str, Any]:
+    return {"export": kind, "created": datetime.now(UTC).isoformat(timespec="seconds"), **extra, **counts,
+            "skipped": dict(sorted(skipped.counts.items())), "skipped_ids": skipped.ids,
+            "filters": f.describe(), "token_estimator": sft_format.TOKEN_ESTIMATOR}
+
+
+def write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+
+
+def make_out_dir(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot write to --out {out}: {exc.strerror}") from None
+
+
+# --- the sft command ---------------------------------------------------------------------------
+
+
+@dataclass
+class SftSummary:
+    written: int = 0
+    truncated: int = 0
+    tokens: int = 0
+    skipped: Skipped = field(default_factory=Skipped)
+
+
+def cmd_export_sft(args: argparse.Namespace, s: Settings) -> int:
+    check_out_dir(args.out, force=args.force)
+    f = Filters.from_args(args)
+    summary = asyncio.run(export_sft(s, args.out, f, fmt=args.fmt))
+    skipped = f"; skipped {sum(summary.skipped.counts.values())} ({summary.skipped.describe()})" \
+        if summary.skipped.counts else ""
+    print(f"exported {summary.written} trajectory(ies) to {args.out / 'train.jsonl'} ({args.fmt}; "
+          f"{summary.truncated} truncated to {f.max_tokens} estimated tokens){skipped}")
+    if not summary.written:
+        print("gymforge: no trajectory gave a training example: raise --max-tokens or check the skipped list "
+              f"in {args.out / 'manifest.json'}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def sft_line(ex: Example, fmt: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The train.jsonl object and, for openai, the separate metadata object."""
+    line: dict[str, Any] = {"messages": ex.messages}
+    if ex.tools:
+        line["tools"] = ex.tools
+    if fmt == "trl":
+        line["metadata"] = ex.metadata
+        return line, None
+    return line, ex.metadata
+
+
+async def export_sft(s: Settings, out: Path, f: Filters, *, fmt: str = "trl") -> SftSummary:
+    store = await open_store(s, f)
+    summary = SftSummary()
+    try:
+        make_out_dir(out)
+        names = ["train.jsonl"] + (["metadata.jsonl"] if fmt == "openai" else [])
+        tmps = [out / f".{n}.tmp" for n in names]
+        try:
+            with contextlib.ExitStack() as files:
+                train = files.enter_context(tmps[0].open("w"))
+                meta = files.enter_context(tmps[1].open("w")) if fmt == "openai" else None
+                async for ex in examples(store, f, summary.skipped):
+                    line, extra = sft_line(ex, fmt)
+                    train.write(json.dumps(line, ensure_ascii=False) + "\n")
+                    if meta is not None:
+                        meta.write(json.dumps(extra, ensure_ascii=False) + "\n")
+                    summary.written += 1
+                    summary.truncated += ex.metadata["truncated"]
+                    summary.tokens += ex.metadata["tokens"]
+            for tmp, name in zip(tmps, names, strict=True):
+                os.replace(tmp, out / name)
+        finally:
+            for tmp in tmps:
+                tmp.unlink(missing_ok=True)
+        counts = {"trajectories": summary.written, "truncated": summary.truncated,
+                  "estimated_tokens": summary.tokens}
+        write_json(out / "manifest.json", manifest("sft", f, counts, summary.skipped, format=fmt, files=names))
+        return summary
+    finally:
+        await store.close()
