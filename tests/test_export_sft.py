@@ -1,0 +1,521 @@
+"""`gymforge export sft | traj | hf`: a real store filled by the real sink (events published on a real
+nats-server, large trajectories travelling through the object store), then the real CLI, checked by
+loading its output with `datasets` and against the published trajectories."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import datasets
+import pytest
+
+import prompts
+from agents.runtime import AgentContext, AgentRunner, Supervisor
+from agents.sink import SinkAgent
+from agents.tokens import conversation_tokens, message_tokens
+from bus import Bus, BusSettings, EmbeddedNats
+from bus.codec import make_envelope
+from bus.events import (
+    DataRef,
+    TaskBundle,
+    TaskGraded,
+    TaskValidated,
+    TrajectoryAccepted,
+    TrajectoryCompleted,
+    TrajectoryRejected,
+)
+from gymforge import export_hf, sft_format
+from tests.helpers.cli import Result, gymforge
+from tests.test_runtime import wait_until_count
+
+OFFLINE = "nats://127.0.0.1:1"  # the exports never touch the bus
+ROLES_AFTER_SYSTEM = ("user", "assistant")
+MESSAGE_KEYS = {"system": {"role", "content"}, "user": {"role", "content"},
+                "assistant": {"role", "content", "tool_calls"}, "tool": {"role", "content", "tool_call_id"}}
+
+
+# --- realistic trajectories, as the solver records them -------------------------------------------
+
+
+@dataclass
+class Step:
+    thought: str
+    command: str
+    observation: str
+    score: float | None = None
+
+
+@dataclass
+class Attempt:
+    task_id: str
+    attempt: int
+    steps: list[Step]
+    verdict: str  # accepted | rejected
+    tool_mode: bool = False
+    score: float | None = None
+    exit_status: str = "submitted"
+
+
+def validate_observation(baseline: float, score: float, metric: str) -> str:
+    return prompts.render("solver_validate", error=None, baseline={metric: baseline}, metrics={metric: score})
+
+
+def instance(task_id: str, metric: str, direction: str, baseline: float) -> str:
+    facts = {"task_id": task_id, "task_type": "tabular_classification", "metric": metric, "direction": direction,
+             "baseline_score": baseline, "training_timeout": 300}
+    # prompts.render's own first parameter is `name`, which this template uses too: render it directly
+    return prompts._template("solver_instance").render(
+        name=task_id.replace("-", " "), metric=metric, direction=direction, baseline_score=baseline,
+        description="Predict the label of each row of data/test.csv.\n{dataset_docs}\n"
+                    "SUBMISSION FORMAT: submission.csv with columns id,label.",
+        files=["baseline.py", "evaluate.py", "sample_submission.csv"], facts=facts).strip() + "\n"
+
+
+def reply(step: Step) -> str:
+    return f"THOUGHT: {step.thought}\n\n```bash\n{step.command}\n```\n"
+
+
+def trajectory(a: Attempt, metric: str, direction: str, baseline: float) -> dict[str, Any]:
+    fmt = "tool_call" if a.tool_mode else "thought_action"
+    base = {"agent": "solver"}
+    history: list[dict[str, Any]] = [
+        {"role": "system", "content": prompts.render("solver_system", action_format=fmt, max_steps=30,
+                                                     training_timeout=300, command_timeout=25),
+         "message_type": "system_prompt", **base},
+        {"role": "user", "content": instance(a.task_id, metric, direction, baseline), "message_type": "observation",
+         **base},
+    ]
+    steps = []
+    for i, s in enumerate(a.steps):
+        call_id = f"call_{a.task_id[:4]}_{i}" if a.tool_mode else None
+        if a.tool_mode:
+            msg = {"role": "assistant", "content": s.thought, "message_type": "action", **base, "thought": s.thought,
+                   "action": s.command, "tool_calls": [{"id": call_id, "type": "function", "function": {
+                       "name": "bash", "arguments": json.dumps({"command": s.command})}}]}
+            obs = {"role": "tool", "content": s.observation, "message_type": "observation", **base,
+                   "tool_call_id": call_id}
+        else:
+            msg = {"role": "assistant", "content": reply(s), "message_type": "action", **base, "thought": s.thought,
+                   "action": s.command}
+            obs = {"role": "user", "content": s.observation, "message_type": "observation", **base}
+        query = history[-1:] if i else history[:]
+        corrections = [{"reply": "I will look around.", "problem": "no fenced code block"}] if i == 1 else []
+        steps.append({"response": msg["content"], "thought": s.thought, "action": s.command,
+                      "observation": s.observation, "execution_time": 0.4 + i,
+                      "state": {"step": i, "score": s.score}, "query": query,
+                      "extra_info": {"format_corrections": corrections, "tool_call_id": call_id}})
+        history += [msg, obs]
+    tokens = conversation_tokens(history)
+    return {
+        "environment": "gymforge:bwrap",
+        "trajectory": steps,
+        "history": history,
+        "info": {"exit_status": a.exit_status, "exit_detail": "", "submission": "submission.csv",
+                 "score": a.score, "metrics": {metric: a.score} if a.score is not None else None,
+                 "baseline_score": baseline, "metric": metric, "direction": direction,
+                 "validate_scores": [s.score for s in a.steps if s.score is not None], "context_tokens": tokens,
+                 "model_stats": {"instance_cost": 0.0, "tokens_sent": tokens * 3, "tokens_received": tokens // 5,
+                                 "api_calls": len(a.steps)},
+                 "task_id": a.task_id, "attempt": a.attempt, "model": "gymforge-offline-teacher"},
+        "replay_config": {"action_format": fmt, "seed": a.attempt, "limits": {"max_steps": 30}, "model": "teacher"},
+    }
+
+
+def solving(metric: str, baseline: float, score: float, extra: list[Step] | None = None) -> list[Step]:
+    return [
+        Step("Let me look at the workspace first.", "ls -la && head -3 data/train.csv",
+             "baseline.py\nevaluate.py\nsample_submission.csv\ndata\nid,bill_length_mm,species\n0,39.1,Adelie"),
+        Step("Run the baseline to get a submission.", "python baseline.py", "(no output)"),
+        *(extra or []),
+        Step("Raise the number of trees and validate.", "sed -i 's/n_estimators=50/n_estimators=300/' baseline.py"
+             " && python baseline.py", "(no output)"),
+        Step("Check the score.", "validate", validate_observation(baseline, score, metric), score),
+        Step("Better than the baseline: submit.", "submit", validate_observation(baseline, score, metric), score),
+    ]
+
+
+def long_steps(n: int, chars: int) -> list[Step]:
+    body = "epoch loss acc\n" * (chars // 15)
+    return [Step(f"Train variant {i} and read the log.", f"python train.py --variant {i}",
+                 body[: chars // 2] + f"\n[... {chars} characters elided ...]\n" + body[: chars // 2])
+            for i in range(n)]
+
+
+TASKS = {  # task id -> (metric, direction, baseline, solve rate or None when never graded)
+    "penguins-species": ("accuracy", "maximize", 0.81, 1.0),
+    "co2-forecast": ("rmse", "minimize", 2.4, 0.5),
+    "cars-mpg": ("r2", "maximize", 0.62, None),
+    "wine-quality": ("f1", "maximize", 0.55, 0.25),
+    "no-trajectories": ("accuracy", "maximize", 0.7, None),
+}
+HUGE_FIRST = Step("Write the whole pipeline at once.", "cat > train.py <<'EOF'\n" + "x = 1\n" * 23_000 + "EOF",
+                  "(no output)")
+ATTEMPTS = [  # in publication (= time) order
+    Attempt("co2-forecast", 0, solving("rmse", 2.4, 1.9), "accepted", tool_mode=True, score=1.9),
+    Attempt("penguins-species", 1, solving("accuracy", 0.81, 0.93, long_steps(12, 16_000)), "accepted", score=0.93),
+    Attempt("cars-mpg", 0, solving("r2", 0.62, 0.7), "accepted", score=0.7),
+    Attempt("co2-forecast", 1, solving("rmse", 2.4, 2.9)[:3], "rejected", tool_mode=True,
+            exit_status="exit_cost"),
+    Attempt("wine-quality", 0, [HUGE_FIRST, *solving("f1", 0.55, 0.6)], "accepted", score=0.6),
+    Attempt("penguins-species", 0, solving("accuracy", 0.81, 0.88), "accepted", score=0.88),
+]
+
+
+def bundle(task_id: str) -> TaskBundle:
+    metric, direction, _, _ = TASKS[task_id]
+    return TaskBundle(task_id=task_id, name=task_id.replace("-", " "), task_type="tabular_classification",
+                      description="Predict.\n{dataset_docs}\nSUBMISSION FORMAT: id,label", dataset_name=task_id,
+                      metric=metric, direction=direction, files={"baseline.py": "print('hi')\n"},
+                      data=DataRef(key="k" * 16, splits={"train": "train.parquet"}))
+
+
+async def fill_store(data_dir: Path, jetstream: Path) -> dict[tuple[str, int], dict[str, Any]]:
+    """Publish validated tasks, trajectories, verdicts and grades; the real sink writes the store."""
+    trajs: dict[tuple[str, int], dict[str, Any]] = {}
+    async with EmbeddedNats(jetstream, port=0) as server:
+        bus = await Bus.connect(BusSettings(url=server.url))
+        sup = Supervisor([AgentRunner(SinkAgent(AgentContext(bus=bus, data_dir=data_dir), data_dir / "gymforge.db"))])
+        sink = asyncio.create_task(sup.run())
+        try:
+            published = 0
+            for task_id, (metric, _, baseline, _) in TASKS.items():
+                await bus.publish(make_envelope("task.validated", TaskValidated(
+                    bundle=bundle(task_id), revision=0, baseline_score=baseline, baseline_metrics={metric: baseline},
+                    runtime_s=1.5, rounds=1), producer="debugger"))
+                published += 1
+            for a in ATTEMPTS:
+                metric, direction, baseline, _ = TASKS[a.task_id]
+                traj = trajectory(a, metric, direction, baseline)
+                trajs[(a.task_id, a.attempt)] = traj
+                done = make_envelope("trajectory.completed", TrajectoryCompleted(
+                    task_id=a.task_id, attempt=a.attempt, attempts_total=2, exit_status=a.exit_status,
+                    submitted=a.score is not None, score=a.score, baseline_score=baseline, metric=metric,
+                    direction=direction, validate_scores=traj["info"]["validate_scores"],
+                    tokens=conversation_tokens(traj["history"]), steps=len(a.steps), trajectory=traj),
+                    producer="solver")
+                await bus.publish(done)
+                if a.verdict == "accepted":
+                    gain = abs((a.score or 0) - baseline)
+                    verdict = make_envelope("trajectory.accepted", TrajectoryAccepted(
+                        task_id=a.task_id, attempt=a.attempt, trajectory_event_id=done.id, score=a.score or 0,
+                        gain=gain, tokens=conversation_tokens(traj["history"])), producer="filter", parent=done)
+                else:
+                    verdict = make_envelope("trajectory.rejected", TrajectoryRejected(
+                        task_id=a.task_id, attempt=a.attempt, trajectory_event_id=done.id,
+                        reasons=["no valid submission"]), producer="filter", parent=done)
+                await bus.publish(verdict)
+                published += 2
+                await asyncio.sleep(0.01)  # distinct times, for --order time
+            for task_id, (_, _, baseline, rate) in TASKS.items():
+                if rate is not None:
+                    await bus.publish(make_envelope("task.graded", TaskGraded(
+                        task_id=task_id, attempts=4, accepted=int(rate * 4), solve_rate=rate, best_score=None,
+                        baseline_score=baseline, gain=None), producer="filter"))
+                    published += 1
+            db = data_dir / "gymforge.db"
+            await wait_until_count(db, "SELECT COUNT(*) FROM ledger", published, timeout=60)
+            await wait_until_count(db, "SELECT COUNT(*) FROM trajectories WHERE traj IS NOT NULL"
+                                       " AND status != 'completed'", len(ATTEMPTS), timeout=30)
+        finally:
+            sup.request_stop()
+            await sink
+            await bus.close()
+    return trajs
+
+
+@dataclass
+class Filled:
+    data_dir: Path
+    trajs: dict[tuple[str, int], dict[str, Any]]
+
+
+@pytest.fixture(scope="module")
+def filled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Filled]:
+    root = tmp_path_factory.mktemp("sft-store")
+    data_dir = root / "data"
+    data_dir.mkdir()
+    trajs = asyncio.run(fill_store(data_dir, root / "jetstream"))
+    yield Filled(data_dir, trajs)
+
+
+async def export(filled: Filled, *args: str, env: dict[str, str] | None = None) -> Result:
+    return await gymforge("export", *args, url=OFFLINE, data_dir=filled.data_dir, timeout=120, env=env)
+
+
+def jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def check_conversation(messages: list[dict[str, Any]], max_tokens: int = 32_000) -> None:
+    assert messages[0]["role"] == "system" and messages[1]["role"] == "user"
+    for i, m in enumerate(messages[1:]):
+        want = ROLES_AFTER_SYSTEM[i % 2]
+        assert m["role"] == want or (want == "user" and m["role"] == "tool" and i > 0), (i, m["role"])
+        assert set(m) <= MESSAGE_KEYS[m["role"]], m.keys()
+    assert messages[-1]["role"] == "assistant"
+    assert conversation_tokens(messages) <= max_tokens
+
+
+def expected_messages(traj: dict[str, Any]) -> list[dict[str, Any]]:
+    """The full conversation up to the last assistant turn, written out from the history independently."""
+    out = []
+    for m in traj["history"]:
+        msg = {"role": m["role"], "content": m["content"]}
+        if m.get("tool_calls"):
+            msg["tool_calls"] = m["tool_calls"]
+        if m["role"] == "tool":
+            msg["tool_call_id"] = m["tool_call_id"]
+        out.append(msg)
+    while out[-1]["role"] != "assistant":
+        out.pop()
+    return out
+
+
+# --- export sft ----------------------------------------------------------------------------------
+
+
+async def test_sft_trl_curriculum_loads_with_datasets_and_truncates_at_a_turn(filled: Filled, tmp_path: Path
+                                                                               ) -> None:
+    out = tmp_path / "sft"
+    r = await export(filled, "sft", "--out", str(out))
+    assert r.code == 0, r.err
+    lines = jsonl(out / "train.jsonl")
+    # accepted only; wine-quality's first reply alone is over 32000 estimated tokens: skipped
+    keys = [(x["metadata"]["task_id"], x["metadata"]["attempt"]) for x in lines]
+    assert keys == [("penguins-species", 0), ("penguins-species", 1), ("co2-forecast", 0), ("cars-mpg", 0)]
+    assert [x["metadata"]["solve_rate"] for x in lines] == [1.0, 1.0, 0.5, None]  # easy first, never graded last
+
+    ds = datasets.load_dataset("json", data_files=str(out / "train.jsonl"), split="train",
+                               cache_dir=str(tmp_path / "hf-cache"))
+    assert ds.num_rows == 4 and "messages" in ds.column_names
+    for row, line in zip(ds, lines, strict=True):
+        assert [m["role"] for m in row["messages"]] == [m["role"] for m in line["messages"]]
+        assert [m["content"] for m in row["messages"]] == [m["content"] for m in line["messages"]]
+        check_conversation(line["messages"])
+
+    for line in lines:
+        meta, traj = line["metadata"], filled.trajs[(line["metadata"]["task_id"], line["metadata"]["attempt"])]
+        metric, direction, baseline, rate = TASKS[meta["task_id"]]
+        full = expected_messages(traj)
+        assert line["messages"] == full[: len(line["messages"])]  # a prefix of the conversation
+        assert meta["truncated"] == (len(line["messages"]) < len(full))
+        assert meta["tokens"] == conversation_tokens(line["messages"])
+        assert (meta["metric"], meta["direction"], meta["baseline_score"], meta["solve_rate"]) == (
+            metric, direction, baseline, rate)
+        assert meta["score"] == traj["info"]["score"] and meta["exit_status"] == "submitted"
+        assert meta["gain"] == pytest.approx(abs(meta["score"] - baseline)) and meta["status"] == "accepted"
+        assert set(meta) == set(sft_format.METADATA_FIELDS)
+        if meta["truncated"]:  # cut at the last turn that fits: the next (observation, reply) pair does not
+            nxt = full[len(line["messages"]): len(line["messages"]) + 2]
+            assert len(nxt) == 2 and nxt[1]["role"] == "assistant"
+            assert meta["tokens"] + sum(message_tokens(m) for m in nxt) > 32_000
+
+    long = lines[1]
+    assert long["metadata"]["truncated"] and long["metadata"]["tokens"] <= 32_000  # maximal: checked above
+    assert conversation_tokens(expected_messages(filled.trajs[("penguins-species", 1)])) > 40_000
+    assert not lines[0]["metadata"]["truncated"]
+
+    tool = lines[2]  # the tool-call attempt: tool role observations with their call id, and the tool spec
+    assert tool["tools"] == [sft_format.BASH_TOOL] and "tools" not in lines[0]
+    calls = [m for m in tool["messages"] if m["role"] == "assistant"]
+    assert all(len(m["tool_calls"]) == 1 and json.loads(m["tool_calls"][0]["function"]["arguments"])["command"]
+               for m in calls)
+    for a, o in zip(tool["messages"][2::2], tool["messages"][3::2], strict=False):
+        assert o["role"] == "tool" and o["tool_call_id"] == a["tool_calls"][0]["id"]
+    # format corrections live in extra_info, never in the conversation
+    assert not any("I will look around." in m["content"] for x in lines for m in x["messages"])
+
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["trajectories"] == 4 and manifest["truncated"] == 1 and manifest["format"] == "trl"
+    assert manifest["skipped"] == {"too_long": 1} and manifest["skipped_ids"] == ["wine-quality__0: too_long"]
+    assert manifest["token_estimator"] == "estimated ceil(chars/4)"
+    assert manifest["filters"] == {"status": "accepted", "tasks": None, "order": "curriculum", "max_tokens": 32_000}
+    assert "exported 4 trajectory(ies)" in r.out and "1 too_long" in r.out
+
+
+async def test_sft_openai_time_order_all_statuses(filled: Filled, tmp_path: Path) -> None:
+    out = tmp_path / "oa"
+    r = await export(filled, "sft", "--out", str(out), "--format", "openai", "--order", "time", "--status", "all",
+                     "--max-tokens", "6000")
+    assert r.code == 0, r.err
+    lines, meta = jsonl(out / "train.jsonl"), jsonl(out / "metadata.jsonl")
+    assert len(lines) == len(meta) == 5  # all six, minus wine-quality (too long)
+    assert [(m["task_id"], m["attempt"]) for m in meta] == [
+        (a.task_id, a.attempt) for a in ATTEMPTS if a.task_id != "wine-quality"]  # publication order
+    for line, m in zip(lines, meta, strict=True):
+        assert set(line) <= {"messages", "tools"}, set(line)  # nothing OpenAI's format does not know
+        assert ("tools" in line) == (m["task_id"] in {a.task_id for a in ATTEMPTS if a.tool_mode})
+        check_conversation(line["messages"], 6000)
+        assert m["tokens"] == conversation_tokens(line["messages"])
+    rejected = meta[3]
+    assert (rejected["task_id"], rejected["status"], rejected["exit_status"]) == ("co2-forecast", "rejected",
+                                                                                  "exit_cost")
+    assert rejected["gain"] is None and rejected["score"] is None
+    assert meta[1]["truncated"] and meta[1]["tokens"] <= 6000
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["files"] == ["train.jsonl", "metadata.jsonl"] and manifest["format"] == "openai"
+
+
+async def test_sft_task_filter_and_a_limit_nothing_fits(filled: Filled, tmp_path: Path) -> None:
+    r = await export(filled, "sft", "--out", str(tmp_path / "one"), "--task", "cars-mpg")
+    assert r.code == 0, r.err
+    assert [x["metadata"]["task_id"] for x in jsonl(tmp_path / "one" / "train.jsonl")] == ["cars-mpg"]
+    tiny = await export(filled, "sft", "--out", str(tmp_path / "tiny"), "--max-tokens", "50")
+    assert tiny.code == 1 and "no trajectory gave a training example" in tiny.err
+    assert json.loads((tmp_path / "tiny" / "manifest.json").read_text())["skipped"] == {"too_long": 5}
+
+
+# --- export traj ---------------------------------------------------------------------------------
+
+
+async def test_traj_files_are_the_stored_trajectories(filled: Filled, tmp_path: Path) -> None:
+    out = tmp_path / "traj"
+    r = await export(filled, "traj", "--out", str(out), "--status", "all")
+    assert r.code == 0, r.err
+    files = sorted(p.name for p in out.glob("*.traj"))
+    assert files == sorted(f"{t}__{a}.traj" for t, a in filled.trajs)
+    for (task_id, attempt), traj in filled.trajs.items():
+        got = json.loads((out / f"{task_id}__{attempt}.traj").read_text())
+        assert {"trajectory", "history", "info", "replay_config", "environment"} <= set(got)
+        assert got == traj
+    accepted = await export(filled, "traj", "--out", str(tmp_path / "acc"), "--task", "co2-forecast")
+    assert accepted.code == 0 and [p.name for p in (tmp_path / "acc").glob("*.traj")] == ["co2-forecast__0.traj"]
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+
+
+# --- export hf -----------------------------------------------------------------------------------
+
+
+def test_the_split_hash_puts_the_fixture_tasks_on_both_sides() -> None:
+    sides = {export_hf.split_of(t, 0.5) for t, _ in filled_keys()}
+    assert sides == {"train", "test"}  # else the hf test below could not see a task kept out of a split
+
+
+def filled_keys() -> list[tuple[str, int]]:
+    return [(a.task_id, a.attempt) for a in ATTEMPTS]
+
+
+async def test_hf_datasetdict_splits_by_task(filled: Filled, tmp_path: Path) -> None:
+    out = tmp_path / "hf"
+    r = await export(filled, "hf", "--out", str(out), "--status", "all", "--test-share", "0.5")
+    assert r.code == 0, r.err
+    dd = datasets.load_from_disk(str(out))
+    assert set(dd) == {"train", "test"}
+    tasks = {name: set(dd[name]["task_id"]) for name in dd}
+    assert tasks["train"] and tasks["test"] and not tasks["train"] & tasks["test"]
+    assert tasks["train"] | tasks["test"] == {t for t, _ in filled_keys()} - {"wine-quality"}
+    for name in dd:
+        for t in tasks[name]:
+            assert export_hf.split_of(t, 0.5) == name
+    sft = tmp_path / "sft"
+    assert (await export(filled, "sft", "--out", str(sft), "--status", "all")).code == 0
+    by_key = {(x["metadata"]["task_id"], x["metadata"]["attempt"]): x for x in jsonl(sft / "train.jsonl")}
+    rows = [row for name in dd for row in dd[name]]
+    assert len(rows) == len(by_key) == 5
+    for row in rows:
+        line = by_key[(row["task_id"], row["attempt"])]
+        assert [{k: v for k, v in m.items() if v is not None} for m in row["messages"]] == line["messages"]
+        assert {k: row[k] for k in sft_format.METADATA_FIELDS} == line["metadata"]
+        assert (json.loads(row["tools"]) if row["tools"] else None) == line.get("tools")
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["skipped"] == {"too_long": 1} and manifest["pushed_to"] is None
+    assert sum(s["trajectories"] for s in manifest["splits"].values()) == 5
+    assert not [p for p in out.iterdir() if p.name.startswith(".hf-cache")]
+
+
+async def test_hf_push_needs_a_token_and_reports_hub_errors_in_one_line(filled: Filled, tmp_path: Path) -> None:
+    no_token = await export(filled, "hf", "--out", str(tmp_path / "a"), "--push", "me/gymforge-sft",
+                            env={"HF_TOKEN": "", "GYMFORGE_HF_TOKEN": ""})
+    assert no_token.code == 2 and no_token.err.startswith("gymforge: --push needs a Hugging Face token")
+    assert len(no_token.err.strip().splitlines()) == 1 and not (tmp_path / "a").exists()
+    # With a token the push goes to the configured endpoint: here a closed local port (no test reaches the Hub).
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    endpoint = f"http://127.0.0.1:{port}"
+    r = await export(filled, "hf", "--out", str(tmp_path / "b"), "--push", "me/gymforge-sft",
+                     env={"HF_TOKEN": "hf_test_not_a_real_token", "GYMFORGE_HF_ENDPOINT": endpoint})
+    assert r.code == 2, r
+    assert len(r.err.strip().splitlines()) == 1 and "Traceback" not in r.err, r.err
+    assert r.err.startswith(f"gymforge: push to me/gymforge-sft at {endpoint} failed") and "hf_test_" not in r.err
+    saved = datasets.load_from_disk(str(tmp_path / "b"))  # saved before the push
+    assert saved["train"].num_rows == 4 and saved["test"].num_rows == 0  # (no fixture task hashes under 0.1)
+    assert json.loads((tmp_path / "b" / "manifest.json").read_text())["pushed_to"] is None
+
+
+# --- bad input -----------------------------------------------------------------------------------
+
+
+async def test_bad_input_is_one_line(filled: Filled, tmp_path: Path) -> None:
+    empty = tmp_path / "nodata"
+    empty.mkdir()
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "keep").write_text("x")
+    cases: list[tuple[list[str], Path | None, str]] = [
+        (["sft", "--out", str(tmp_path / "o1")], empty, "no store at "),
+        (["traj", "--out", str(tmp_path / "o2")], empty, "no store at "),
+        (["hf", "--out", str(tmp_path / "o3")], empty, "no store at "),
+        (["sft", "--out", str(tmp_path / "o4"), "--task", "nope"], None, "unknown task nope"),
+        (["traj", "--out", str(tmp_path / "o5"), "--task", "nope"], None, "unknown task nope"),
+        (["sft", "--out", str(tmp_path / "o6"), "--task", "no-trajectories"], None, "no accepted trajectories for"),
+        (["hf", "--out", str(tmp_path / "o7"), "--task", "no-trajectories", "--status", "all"], None,
+         "no trajectories for"),
+        (["sft", "--out", str(full)], None, "is not empty"),
+        (["hf", "--out", str(full)], None, "is not empty"),
+        (["sft", "--out", str(tmp_path / "o8"), "--max-tokens", "0"], None, "--max-tokens must be"),
+        (["hf", "--out", str(tmp_path / "o9"), "--test-share", "1.5"], None, "--test-share must be"),
+        (["sft", "--out", str(tmp_path / "o10"), "--format", "alpaca"], None, "invalid choice"),
+    ]
+    results = await asyncio.gather(*(
+        gymforge("export", *args, url=OFFLINE, data_dir=data_dir or filled.data_dir, timeout=120)
+        for args, data_dir, _ in cases))
+    for (args, _, message), r in zip(cases, results, strict=True):
+        assert r.code == 2, (args, r)
+        assert len(r.err.strip().splitlines()) == 1 and r.err.startswith("gymforge: "), (args, r.err)
+        assert message in r.err and "Traceback" not in r.err, (args, r.err)
+    for i in range(1, 11):
+        assert not (tmp_path / f"o{i}").exists()
+    assert sorted(p.name for p in full.iterdir()) == ["keep"]
+
+
+async def test_force_replaces_an_earlier_export(filled: Filled, tmp_path: Path) -> None:
+    out = tmp_path / "again"
+    assert (await export(filled, "sft", "--out", str(out), "--task", "cars-mpg")).code == 0
+    r = await export(filled, "sft", "--out", str(out), "--force", "--task", "co2-forecast")
+    assert r.code == 0, r.err
+    assert [x["metadata"]["task_id"] for x in jsonl(out / "train.jsonl")] == ["co2-forecast"]
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "train.jsonl"]
+
+
+# --- the converter on its own ----------------------------------------------------------------------
+
+
+def test_fit_keeps_the_longest_prefix_ending_with_a_reply() -> None:
+    msgs = [{"role": "system", "content": "s" * 40}, {"role": "user", "content": "u" * 40}]
+    for i in range(4):
+        msgs += [{"role": "assistant", "content": f"a{i}" * 20}, {"role": "user", "content": "o" * 400}]
+    msgs.pop()
+    limit = conversation_tokens(msgs[:5]) + 1  # room for a0, o0, a1 but not o1 + a2
+    kept = sft_format.fit(msgs, limit)
+    assert kept == msgs[:5]
+    with pytest.raises(sft_format.Unusable) as exc:
+        sft_format.fit(msgs, conversation_tokens(msgs[:3]) - 1)
+    assert exc.value.reason == sft_format.TOO_LONG
+
+
+def test_malformed_histories_are_refused() -> None:
+    system, user = {"role": "system", "content": "s"}, {"role": "user", "content": "u"}
+    reply = {"role": "assistant", "content": "THOUGHT: x\n\n```bash\nls\n```\n"}
+    for history in ([], [user, reply], [system, user], [system, user, reply, reply], None):
+        with pytest.raises(sft_format.Unusable) as exc:
+            sft_format.messages_of({"history": history})
+        assert exc.value.reason == sft_format.MALFORMED
+    assert sft_format.messages_of({"history": [system, user, reply, user]}) == [system, user, reply]
