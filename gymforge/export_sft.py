@@ -243,6 +243,8 @@ async def export_sft(s: Settings, out: Path, f: Filters, *, fmt: str = "trl") ->
                     summary.tokens += ex.metadata["tokens"]
             for tmp, name in zip(tmps, names, strict=True):
                 os.replace(tmp, out / name)
+            if fmt != "openai":  # an earlier --format openai export's metadata would no longer line up
+                (out / "metadata.jsonl").unlink(missing_ok=True)
         finally:
             for tmp in tmps:
                 tmp.unlink(missing_ok=True)

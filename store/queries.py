@@ -59,6 +59,8 @@ async def trajectory_counts(store: Store) -> dict[str, int]:
 
 # --- trajectory exports (sft, traj, hf): streamed, filtered and ordered in SQL -----------------------
 
+TRAJECTORY_CHUNK = 16  # rows fetched at a time: a stored trajectory can be megabytes of JSON
+
 TRAJECTORY_ORDERS = {
     # easy first: the task's solve rate descending, tasks never graded last
     "curriculum": "k.solve_rate IS NULL, k.solve_rate DESC, t.task_id, t.attempt",
@@ -85,7 +87,7 @@ def stream_trajectories(store: Store, *, statuses: tuple[str, ...] | None = None
         "SELECT t.id, t.task_id, t.attempt, t.status, t.exit_status, t.submitted, t.score, t.baseline_score,"
         " t.gain, t.tokens, t.steps, t.reasons, t.traj, t.time, k.solve_rate, k.metric, k.direction"
         f" FROM trajectories t LEFT JOIN tasks k ON k.task_id = t.task_id WHERE {where}"
-        f" ORDER BY {TRAJECTORY_ORDERS[order]}", params)
+        f" ORDER BY {TRAJECTORY_ORDERS[order]}", params, size=TRAJECTORY_CHUNK)
 
 
 async def count_trajectories(store: Store, *, statuses: tuple[str, ...] | None = None,

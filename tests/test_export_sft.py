@@ -489,6 +489,8 @@ async def test_bad_input_is_one_line(filled: Filled, tmp_path: Path) -> None:
 async def test_force_replaces_an_earlier_export(filled: Filled, tmp_path: Path) -> None:
     out = tmp_path / "again"
     assert (await export(filled, "sft", "--out", str(out), "--task", "cars-mpg")).code == 0
+    assert (await export(filled, "sft", "--out", str(out), "--force", "--format", "openai")).code == 0
+    assert (out / "metadata.jsonl").exists()
     r = await export(filled, "sft", "--out", str(out), "--force", "--task", "co2-forecast")
     assert r.code == 0, r.err
     assert [x["metadata"]["task_id"] for x in jsonl(out / "train.jsonl")] == ["co2-forecast"]
