@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
 import ssl
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -151,11 +153,32 @@ class Bus:
 
     async def publish(self, envelope: Envelope, *, msg_id: str | None = None) -> api.PubAck:
         """Publish with the envelope id as Nats-Msg-Id; large payloads go to the object store first."""
+        subject, data, headers = await self._prepare(envelope, msg_id)
+        return await self.js.publish(subject, data, headers=headers)
+
+    async def publish_all(self, envelopes: Sequence[Envelope]) -> list[api.PubAck]:
+        """Publish several envelopes and wait until JetStream has acknowledged every one.
+
+        They leave in order (any object-store offloads happen first, one after another) and their PubAcks
+        are awaited together rather than one round trip after another. If any fails, the first error is
+        raised once all have settled: those that went through stay published (their ids dedup a retry).
+        """
+        if len(envelopes) <= 1:
+            return [await self.publish(env) for env in envelopes]
+        prepared = [await self._prepare(env) for env in envelopes]
+        results = await asyncio.gather(*(self.js.publish(subject, data, headers=headers)
+                                         for subject, data, headers in prepared), return_exceptions=True)
+        for r in results:
+            if isinstance(r, BaseException):
+                raise r
+        return results  # type: ignore[return-value]
+
+    async def _prepare(self, envelope: Envelope, msg_id: str | None = None) -> tuple[str, bytes, dict[str, str]]:
+        """The subject, body and headers to publish: the body by reference when the payload is too large."""
         data = encode(envelope)
         if len(data) > self.settings.inline_limit and envelope.payload is not None:
             data = encode(await self._by_reference(envelope))
-        headers = {MSG_ID_HEADER: msg_id or envelope.id}
-        return await self.js.publish(subject_for(envelope.type), data, headers=headers)
+        return subject_for(envelope.type), data, {MSG_ID_HEADER: msg_id or envelope.id}
 
     async def publish_raw(self, subject: str, data: bytes, headers: dict[str, str] | None = None) -> api.PubAck:
         return await self.js.publish(subject, data, headers=headers)

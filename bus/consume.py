@@ -170,9 +170,7 @@ class Consumer:
             event = await self.bus.resolve(msg.data, type_of(msg.subject), subject=msg.subject, stream_seq=seq,
                                            deliveries=deliveries, headers=dict(msg.headers) if msg.headers else {})
             ctx["event_id"], ctx["trace_id"] = event.id, event.trace_id
-            outputs = await self.handler(event)
-            for env in outputs:
-                await self.bus.publish(env)
+            await self.bus.publish_all(list(await self.handler(event)))  # every output acked before the input
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the policy decides; nothing escapes the loop
