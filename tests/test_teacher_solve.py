@@ -5,8 +5,12 @@ openai SDK and HTTP, with the commands run in a bwrap sandbox on a real drafted 
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import re
+import socket
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +32,7 @@ from agents.teacher.solve import (
     RESTORE_BEST,
     RUN_CMD,
     SAVE_BEST,
+    choose_edits,
     shell_blocks,
     solve_reply,
 )
@@ -35,6 +40,7 @@ from agents.tokens import conversation_tokens
 from bus.events import DataRef, TaskBundle
 from prompts import render
 from sandbox import ExecResult, get_backend
+from tests.helpers.cli import ROOT, gymforge
 from tests.test_teacher import built_catalog
 
 PREFIX = [LIST_CMD, READ_CMD, PEEK_CMD, RUN_CMD, "validate", SAVE_BEST]
@@ -272,6 +278,15 @@ def test_an_unscored_submit_restores_the_best_and_submits_again() -> None:
     assert "could not be scored" in thought(p.replies[-2]) and task.submitted == 0.85
 
 
+def test_edits_are_found_in_a_shortened_cat_of_baseline_py() -> None:
+    # the solver keeps the head and tail of a long output: the file no longer parses as a whole
+    cut = SOURCE.index("def main")
+    shortened = SOURCE[:cut] + "def ma\n[... 4000 characters elided ...]\n    pass\n"
+    assert [e.settings["MODEL"] for e in choose_edits(shortened, "tabular_classification", 0)] == [
+        e.settings["MODEL"] for e in choose_edits(SOURCE, "tabular_classification", 0)] != []
+    assert choose_edits("cat: baseline.py: No such file or directory\n(exit code 1)", "tabular_classification", 0) == []
+
+
 def test_missing_facts_and_empty_scripts_are_policy_errors() -> None:
     with pytest.raises(PolicyError, match="task facts"):
         answer("solve", [{"role": "user", "content": "solve it"}], TeacherConfig())
@@ -507,3 +522,47 @@ async def test_a_script_answers_a_client_that_sends_no_purpose() -> None:
             messages += [{"role": "assistant", "content": reply.message.content}, {"role": "user", "content": "ok"}]
         assert replies == [script[0], script[1], script[1]]
         assert server.teacher.counters.by_purpose == {"": 3}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def test_gymforge_teacher_serves_a_solve_script_file(tmp_path: Path) -> None:
+    script = ["THOUGHT: look\n\n```bash\nls\n```\n", "THOUGHT: done\n\n```bash\nsubmit\n```\n"]
+    (tmp_path / "script.json").write_text(json.dumps(script))
+    (tmp_path / "bad.json").write_text(json.dumps({"not": "a list"}))
+    for flags, message in ((["--solve-script", str(tmp_path / "bad.json")], "non-empty JSON list of strings"),
+                           (["--solve-script", str(tmp_path / "missing.json")], "cannot read --solve-script"),
+                           (["--solve-format-error-rate", "1.5"], "between 0 and 1")):
+        bad = await gymforge("teacher", *flags, url="nats://127.0.0.1:1", data_dir=tmp_path / "gf")
+        assert bad.code == 2 and message in bad.err, (flags, bad.err)
+
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gymforge.cli", "teacher", "--port", str(port), "--solve-script",
+        str(tmp_path / "script.json"), "--solve-format-error-rate", "0.5", cwd=ROOT,
+        env={**os.environ, "GYMFORGE_DATA_DIR": str(tmp_path / "gf")},
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    try:
+        async with openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="none", max_retries=0,
+                                      timeout=5) as client:
+            for _ in range(100):  # until it listens
+                try:
+                    first = await client.chat.completions.create(
+                        model=TEACHER_MODEL, messages=[{"role": "user", "content": "Solve the task."}])
+                    break
+                except openai.APIConnectionError:
+                    await asyncio.sleep(0.1)
+            else:
+                raise AssertionError("gymforge teacher did not start")
+            assert first.choices[0].message.content == script[0]
+            second = await client.chat.completions.create(model=TEACHER_MODEL, messages=[
+                {"role": "user", "content": "Solve the task."}, {"role": "assistant", "content": script[0]},
+                {"role": "user", "content": "a.txt"}], extra_headers={PURPOSE_HEADER: "solve"})
+            assert second.choices[0].message.content == script[1]
+    finally:
+        proc.terminate()
+        await proc.wait()
