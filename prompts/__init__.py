@@ -24,7 +24,7 @@ def _template(name: str) -> jinja2.Template:
     return _env.get_template(f"{name}.j2")
 
 
-def render(name: str, **context: Any) -> str:
+def render(name: str, /, **context: Any) -> str:
     """Render prompts/<name>.j2; a missing variable raises instead of rendering empty."""
     return _template(name).render(**context).strip() + "\n"
 
