@@ -55,8 +55,23 @@ def cmd_run(args: argparse.Namespace, s: Settings) -> int:
         s = s.model_copy(update={"attempts": args.attempts})
     summary = asyncio.run(run_pipeline(s, topics=0 if args.no_seed else args.topics,
                                        until=args.until_trajectories, idle_s=args.idle_seconds))
+    summary["exports"] = asyncio.run(write_exports(s, summary["started_at"]))
     print_summary(summary, s)
     return 0
+
+
+async def write_exports(s: Settings, stamp: str) -> dict[str, str]:
+    """The accepted trajectories as SFT JSONL (curriculum order) and .traj files under data_dir/exports."""
+    from gymforge.export_sft import Filters, export_sft
+    from gymforge.export_traj import export_traj
+
+    out = s.data_dir / "exports" / f"run-{stamp}"
+    try:
+        sft = await export_sft(s, out / "sft", Filters(order="curriculum"))
+        await export_traj(s, out / "traj", Filters())
+    except UserError as exc:  # nothing accepted yet: the run still succeeded
+        return {"none": str(exc)}
+    return {"sft": str(out / "sft" / "train.jsonl"), "traj": str(out / "traj"), "examples": str(sft.written)}
 
 
 async def run_pipeline(s: Settings, *, topics: int, until: int | None, idle_s: float,
@@ -86,7 +101,7 @@ async def _run(bus: Bus, s: Settings, topics: int, until: int | None, idle_s: fl
     sup = Supervisor(runners, grace_s=s.shutdown_grace_s)
     sup.install_signal_handlers()
     agents = asyncio.create_task(sup.run())
-    started = time.monotonic()
+    started, started_at = time.monotonic(), time.strftime("%Y%m%d-%H%M%S")
     if topics and "proposer" in ROLES:
         await seed(bus, topics)
     counts: dict[str, int] = {}
@@ -100,7 +115,7 @@ async def _run(bus: Bus, s: Settings, topics: int, until: int | None, idle_s: fl
     if failure is not None:  # an agent died (e.g. at start-up): say so instead of reporting an empty run
         raise UserError(f"an agent stopped the run: {type(failure).__name__}: {failure}")
     return {"counts": counts, "elapsed_s": time.monotonic() - started, "tokens": budget.spent_tokens,
-            "cost_usd": budget.spent_usd}
+            "cost_usd": budget.spent_usd, "started_at": started_at}
 
 
 async def seed(bus: Bus, topics: int) -> None:
@@ -173,4 +188,11 @@ def print_summary(summary: dict[str, Any], s: Settings) -> None:
               "trajectory.completed", "trajectory.accepted", "trajectory.rejected", "task.graded"):
         print(f"  {k:<22} {c.get(k, 0):>6}")
     print(f"  dead letters           {sum(v for k, v in c.items() if k.startswith('dead.')):>6}")
+    print(f"  model tokens           {summary.get('tokens', 0):>6}  (${summary.get('cost_usd', 0.0):.4f})")
     print(f"store: {s.db_path}")
+    exports = summary.get("exports") or {}
+    if "sft" in exports:
+        print(f"exports: SFT JSONL ({exports['examples']} examples) {exports['sft']}")
+        print(f"         .traj files {exports['traj']}")
+    elif exports:
+        print(f"exports: none ({exports['none']})")
