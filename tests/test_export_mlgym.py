@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import itertools
 import json
 import math
 import os
@@ -18,6 +19,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import datasets
 import pytest
 import yaml
 
@@ -183,21 +185,25 @@ async def rerun_baseline(out: Path, cfg: dict[str, Any], ds: dict[str, Any], wor
     return metrics
 
 
-async def test_export_mlgym_from_a_real_pipeline_run(nats_server: EmbeddedNats, tmp_path: Path) -> None:
+@pytest.mark.timeout(900)
+async def test_a_real_pipeline_run_ends_in_training_data_and_mlgym_tasks(nats_server: EmbeddedNats,
+                                                                          tmp_path: Path) -> None:
+    """`gymforge run` end to end (the README's main command, smaller), then its SFT export and `export mlgym`."""
     data_dir, out = tmp_path / "gf", tmp_path / "export"
     env = {"GYMFORGE_NATS_URL": nats_server.url, "GYMFORGE_DATA_DIR": str(data_dir),
            "GYMFORGE_TEACHER_PORT": str(free_port())}
-    run = await gymforge("run", "--topics", "3", "--idle-seconds", "4", env=env, timeout=150)
+    run = await gymforge("run", "--topics", "3", "--attempts", "2", "--idle-seconds", "4", env=env, timeout=420)
     assert run.code == 0, run.err[-3000:]
     stored = stored_tasks(data_dir / "gymforge.db")
     if not stored:
         # Seen on a heavily loaded host: `run` exited 0 early with nothing validated. Resume once from
         # where the durable consumers stopped (the documented recovery), and say so in the report.
         warnings.warn(f"`gymforge run` validated no task; resuming with --no-seed:\n{run.out}", stacklevel=1)
-        run = await gymforge("run", "--no-seed", "--idle-seconds", "4", env=env, timeout=150)
+        run = await gymforge("run", "--no-seed", "--idle-seconds", "4", env=env, timeout=420)
         assert run.code == 0, run.err[-3000:]
         stored = stored_tasks(data_dir / "gymforge.db")
     assert stored, f"the pipeline validated no task:\n{run.out}\n{run.err[-3000:]}"
+    check_training_data(data_dir, run.out, attempts=2 * len(stored))
 
     exp = await gymforge("export", "mlgym", "--out", str(out), env=env, timeout=120)
     assert exp.code == 0, exp.err[-3000:]
@@ -220,6 +226,28 @@ async def test_export_mlgym_from_a_real_pipeline_run(nats_server: EmbeddedNats, 
         recorded = stored[task_id]["baseline_score"]
         assert math.isclose(metrics[metric], recorded, rel_tol=1e-6, abs_tol=1e-12), (task_id, metrics, recorded)
         assert metrics == pytest.approx(cfg["gymforge"]["baseline_metrics"], rel=1e-6)
+
+
+def check_training_data(data_dir: Path, run_out: str, attempts: int) -> None:
+    """Every attempt has a trajectory; the accepted ones are in an SFT JSONL that `datasets` loads."""
+    db = sqlite3.connect(data_dir / "gymforge.db")
+    try:
+        statuses = [r[0] for r in db.execute("SELECT status FROM trajectories")]
+        graded = db.execute("SELECT COUNT(*) FROM tasks WHERE status = 'graded'").fetchone()[0]
+    finally:
+        db.close()
+    assert len(statuses) == attempts and set(statuses) <= {"accepted", "rejected"}, statuses
+    accepted = statuses.count("accepted")
+    assert accepted >= 1 and graded >= 1, run_out
+    (sft,) = re.findall(r"SFT JSONL \((\d+) examples\) (\S+)", run_out)
+    assert int(sft[0]) == accepted
+    rows = datasets.load_dataset("json", data_files=sft[1], split="train")
+    assert len(rows) == accepted
+    for row in rows:
+        roles = [m["role"] for m in row["messages"]]
+        assert roles[:2] == ["system", "user"] and roles[-1] == "assistant"
+        assert all(a != b for a, b in itertools.pairwise(roles[1:])), roles
+        assert row["metadata"]["score"] is not None and row["metadata"]["gain"] > 0
 
 
 async def test_export_mlgym_without_a_store_is_one_line(tmp_path: Path) -> None:
