@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import nats
 from nats.aio.client import Client
 from nats.js import JetStreamContext, api
 from nats.js.errors import BadRequestError, NotFoundError
@@ -56,10 +55,25 @@ class ConsumerSpec:
 def _tls_context(s: BusSettings) -> ssl.SSLContext | None:
     if not (s.tls_ca or s.tls_cert):
         return None
-    ctx = ssl.create_default_context(cafile=s.tls_ca)
-    if s.tls_cert:
-        ctx.load_cert_chain(s.tls_cert, s.tls_key)
+    try:
+        ctx = ssl.create_default_context(cafile=s.tls_ca)
+        if s.tls_cert:
+            ctx.load_cert_chain(s.tls_cert, s.tls_key)
+    except OSError as exc:  # a missing or unreadable file; ssl.SSLError (not PEM) is one too
+        raise NatsUnavailable(f"cannot load the NATS TLS files (ca {s.tls_ca}, cert {s.tls_cert}, "
+                              f"key {s.tls_key}): {exc.strerror or exc}") from None
     return ctx
+
+
+def _refused(url: str, exc: BaseException) -> str:
+    """One line saying why the NATS server at `url`, which answers, did not take the connection."""
+    if isinstance(exc, ssl.SSLError):
+        why = getattr(exc, "verify_message", None) or exc.reason or str(exc)
+        return f"TLS with NATS at {url} failed ({why}): check the CA certificate (tls_ca) and the client certificate"
+    text = str(exc).removeprefix("nats: ").strip("'\" ") or type(exc).__name__
+    if "authorization" in text.lower() or "authentication" in text.lower():
+        return f"NATS at {url} refused the credentials ({text}): check the user and password, token or creds file"
+    return f"cannot connect to NATS at {url}: {text}"
 
 
 class Bus:
@@ -82,16 +96,27 @@ class Bus:
             "user_credentials": settings.creds_file, "tls": _tls_context(settings),
         }.items() if v})
 
-        async def _no_server(exc: Exception) -> None:  # silence nats-py's default error printing
-            return None
+        connecting = True
+
+        async def _on_error(exc: Exception) -> None:  # silences nats-py's default error printing
+            if connecting:  # the first connect fails now, with its reason, rather than retrying forever
+                raise exc
 
         # a fast, clear failure instead of nats-py reconnecting forever
         if not await url_answers(settings.url, timeout=settings.connect_timeout_s):
             raise NatsUnavailable(f"cannot reach NATS at {settings.url}: nothing answers there")
+        nc = Client()
         try:
-            nc = await nats.connect(**opts, error_cb=_no_server)
-        except Exception as exc:  # nats raises several unrelated types here
-            raise NatsUnavailable(f"cannot reach NATS at {settings.url}: {exc or type(exc).__name__}") from None
+            await nc.connect(**opts, error_cb=_on_error)
+        except Exception as exc:  # nats raises several unrelated types here (bad credentials, TLS, ...)
+            with contextlib.suppress(Exception):  # bounded: after a failed TLS handshake close() never returns
+                await asyncio.wait_for(nc.close(), 1.0)
+            raise NatsUnavailable(_refused(settings.url, exc)) from None
+        connecting = False
+        if opts.get("tls") and not nc._server_info.get("tls_required"):  # nats-py would go on in plaintext
+            await nc.close()
+            raise NatsUnavailable(f"TLS is configured but NATS at {settings.url} does not require it: refusing "
+                                  "to send credentials and events in plaintext")
         bus = cls(nc, settings)
         if setup:
             await bus.ensure_stream()
