@@ -277,7 +277,8 @@ def cmd_status(args: argparse.Namespace, s: Settings) -> int:
     if st:
         print(f"store: tasks {st['tasks']}, trajectories {st['trajectories']}")
         u = st["usage"]
-        print(f"usage: {u['calls']} calls, {u['prompt_tokens'] + u['completion_tokens']} tokens, ${u['cost_usd']:.4f}")
+        print(f"usage: {u['calls']} calls, {u['prompt_tokens'] + u['completion_tokens']} tokens, "
+              f"${u['cost_usd']:.4f}, {u['retries']} retried calls to the model endpoint")
     else:
         print(f"store: none yet at {s.db_path}")
     return 0
