@@ -1,0 +1,1 @@
+"""The web side: the dashboard (`gymforge web`) and the daemons' /metrics, /healthz and /readyz."""
