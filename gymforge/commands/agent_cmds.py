@@ -29,11 +29,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("agent", help="run one role as a long-lived daemon")
     p.add_argument("role", help=f"one of: {', '.join(sorted(ROLES))}")
     p.add_argument("--concurrency", type=int, default=None, help="messages handled at once")
+    p.add_argument("--metrics-port", default=None, metavar="[HOST:]PORT",
+                   help="serve /metrics, /healthz and /readyz here")
     p.set_defaults(func=with_settings(cmd_agent))
 
 
 async def run_roles(s: Settings, roles: list[str], concurrency: dict[str, int] | None = None,
-                    stop: asyncio.Event | None = None) -> None:
+                    stop: asyncio.Event | None = None, metrics_port: str | None = None) -> None:
     """Run the given roles in this process until SIGINT/SIGTERM (or `stop`)."""
     ensure_data_dir(s)
     bus = await connect(s, name=f"gymforge-{'+'.join(roles)}")
@@ -48,8 +50,15 @@ async def run_roles(s: Settings, roles: list[str], concurrency: dict[str, int] |
         sup.install_signal_handlers()
         if stop is not None:
             asyncio.get_running_loop().create_task(_relay(stop, sup))
-        log.info("agents started", roles=roles, nats=s.nats_url)
-        await sup.run()
+        from gymforge.web.health import start_exporter
+
+        exporter = await start_exporter(metrics_port, bus, sup)
+        log.info("agents started", roles=roles, nats=s.nats_url, metrics_port=exporter and exporter.port)
+        try:
+            await sup.run()
+        finally:
+            if exporter:
+                await exporter.stop()
         log.info("agents stopped", roles=roles)
     finally:
         await budget.stop()
@@ -67,7 +76,7 @@ def cmd_agent(args: argparse.Namespace, s: Settings) -> int:
     if args.concurrency is not None and args.concurrency < 1:
         raise UserError("--concurrency must be at least 1")
     conc = {args.role: args.concurrency} if args.concurrency else None
-    asyncio.run(run_roles(s, [args.role], conc))
+    asyncio.run(run_roles(s, [args.role], conc, metrics_port=args.metrics_port))
     return 0
 
 

@@ -43,6 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--until-trajectories", type=int, default=None, help="stop after M accepted trajectories")
     p.add_argument("--idle-seconds", type=float, default=8.0, help="stop after this long with no work left")
     p.add_argument("--no-seed", action="store_true", help="seed nothing; process what is injected")
+    p.add_argument("--metrics-port", default=None, metavar="[HOST:]PORT",
+                   help="serve /metrics, /healthz and /readyz here")
     p.set_defaults(func=with_settings(cmd_run))
 
 
@@ -54,7 +56,8 @@ def cmd_run(args: argparse.Namespace, s: Settings) -> int:
             raise UserError("--attempts must be at least 1")
         s = s.model_copy(update={"attempts": args.attempts})
     summary = asyncio.run(run_pipeline(s, topics=0 if args.no_seed else args.topics,
-                                       until=args.until_trajectories, idle_s=args.idle_seconds))
+                                       until=args.until_trajectories, idle_s=args.idle_seconds,
+                                       metrics_port=args.metrics_port))
     summary["exports"] = asyncio.run(write_exports(s, summary["started_at"]))
     print_summary(summary, s)
     return 0
@@ -75,7 +78,7 @@ async def write_exports(s: Settings, stamp: str) -> dict[str, str]:
 
 
 async def run_pipeline(s: Settings, *, topics: int, until: int | None, idle_s: float,
-                       progress: bool = True) -> dict[str, Any]:
+                       progress: bool = True, metrics_port: str | None = None) -> dict[str, Any]:
     ensure_data_dir(s)
     server = await ensure_nats(s)
     teacher = None
@@ -85,7 +88,7 @@ async def run_pipeline(s: Settings, *, topics: int, until: int | None, idle_s: f
             print(f"offline teacher (rule-based stand-in, not a model) on {teacher.base_url}", file=sys.stderr)
         bus = await connect(s, name="gymforge-run")
         try:
-            return await _run(bus, s, topics, until, idle_s, progress)
+            return await _run(bus, s, topics, until, idle_s, progress, metrics_port)
         finally:
             await bus.close()
     finally:
@@ -95,11 +98,17 @@ async def run_pipeline(s: Settings, *, topics: int, until: int | None, idle_s: f
             await server.stop()
 
 
-async def _run(bus: Bus, s: Settings, topics: int, until: int | None, idle_s: float, progress: bool) -> dict:
+async def _run(bus: Bus, s: Settings, topics: int, until: int | None, idle_s: float, progress: bool,
+               metrics_port: str | None = None) -> dict:
+    from gymforge.web.health import start_exporter
+
     budget = await start_budget(bus, s)
     runners = [AgentRunner(build_agent(r, bus, s, gate=budget.exhausted), retry=retry_policy(s)) for r in ROLES]
     sup = Supervisor(runners, grace_s=s.shutdown_grace_s)
     sup.install_signal_handlers()
+    exporter = await start_exporter(metrics_port, bus, sup)
+    if exporter and progress:
+        print(f"metrics on http://{exporter.host}:{exporter.port}/metrics", file=sys.stderr)
     agents = asyncio.create_task(sup.run())
     started, started_at = time.monotonic(), time.strftime("%Y%m%d-%H%M%S")
     if topics and "proposer" in ROLES:
@@ -111,6 +120,8 @@ async def _run(bus: Bus, s: Settings, topics: int, until: int | None, idle_s: fl
         sup.request_stop()
         await asyncio.gather(agents, return_exceptions=True)
         await budget.stop()
+        if exporter:
+            await exporter.stop()
     failure = agents.exception() if agents.done() and not agents.cancelled() else None
     if failure is not None:  # an agent died (e.g. at start-up): say so instead of reporting an empty run
         raise UserError(f"an agent stopped the run: {type(failure).__name__}: {failure}")
