@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v bwrap >/dev/null 2>&1 || need_apt+=(bubblewrap)
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)  # the dashboard's browser tests (playwright drives it)
 PY="${PYTHON:-}"
 if [ -z "$PY" ]; then
   for c in python3.11 python3.12 python3.13 python3; do
