@@ -16,10 +16,10 @@ EXIT_INTERRUPTED = 130
 
 def _modules() -> list:
     from gymforge import catalog_cli, export_hf, export_mlgym, export_sft, export_traj, sandbox_cli
-    from gymforge.commands import agent_cmds, budget_cmd, bus_cmds, run_cmd, teacher_cmd
+    from gymforge.commands import agent_cmds, budget_cmd, bus_cmds, run_cmd, teacher_cmd, web_cmd
 
     return [run_cmd, agent_cmds, bus_cmds, teacher_cmd, budget_cmd, catalog_cli, sandbox_cli, export_mlgym,
-            export_sft, export_traj, export_hf]
+            export_sft, export_traj, export_hf, web_cmd]
 
 
 class Parser(argparse.ArgumentParser):
