@@ -48,6 +48,16 @@ async def test_status_json_counts_match_the_store(nats_server: EmbeddedNats, dat
     assert sink_consumer["pending"] == 0 and sink_consumer["ack_pending"] == 0
     human = await gymforge("status", url=nats_server.url, data_dir=data_dir)
     assert "gf.topic.proposed" in human.out and "sink" in human.out
+    assert "\x1b[" not in human.out  # plain when piped
+    watched = await gymforge("status", "--watch", "0.2", "--times", "3", url=nats_server.url, data_dir=data_dir)
+    assert watched.code == 0 and watched.out.count("--- ") == 3 and watched.out.count("gf.topic.proposed") == 3
+    assert "\x1b[" not in watched.out
+    lines = await gymforge("status", "--json", "--watch", "0.2", "--times", "2", url=nats_server.url,
+                           data_dir=data_dir)
+    snapshots = [json.loads(x) for x in lines.out.splitlines()]
+    assert len(snapshots) == 2 and snapshots[-1]["stream"]["subjects"] == status["stream"]["subjects"]
+    bad = await gymforge("status", "--watch", "0", url=nats_server.url, data_dir=data_dir)
+    assert bad.code == 2 and bad.err.strip() == "gymforge: --watch takes a positive number of seconds"
 
 
 async def test_dead_letter_listed_then_replayed_after_a_fix(

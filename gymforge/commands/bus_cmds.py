@@ -57,6 +57,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("status", help="events per subject, consumer lag, dead letters, store counts")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--watch", type=float, nargs="?", const=2.0, default=None, metavar="SECONDS",
+                   help="refresh every SECONDS (default 2) until Ctrl-C")
+    p.add_argument("--times", type=int, default=None, help="with --watch: stop after this many refreshes")
     p.set_defaults(func=with_settings(cmd_status))
 
     p = sub.add_parser("dlq", help="dead letters")
@@ -261,27 +264,62 @@ async def _store_status(s: Settings) -> dict[str, Any] | None:
 
 
 def cmd_status(args: argparse.Namespace, s: Settings) -> int:
-    status = asyncio.run(gather_status(s))
-    if args.json:
-        print(json.dumps(status, indent=2, default=str))
+    if args.watch is not None and args.watch <= 0:
+        raise UserError("--watch takes a positive number of seconds")
+    if args.watch is None:
+        status = asyncio.run(gather_status(s))
+        print(json.dumps(status, indent=2, default=str) if args.json else status_text(status, s, color=_tty()))
         return 0
-    print(f"stream: {status['stream']['messages']} events, {status['stream']['bytes'] / 1e6:.1f} MB")
-    for subject, n in status["stream"]["subjects"].items():
-        print(f"  {subject:<28} {n:>8}")
-    print("consumers:                    pending  ack-pending  redelivered")
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_watch_status(s, args.watch, args.times, args.json))
+    return 0
+
+
+def _tty() -> bool:
+    return sys.stdout.isatty()
+
+
+async def _watch_status(s: Settings, every: float, times: int | None, as_json: bool) -> None:
+    """Refresh in place on a terminal; when piped, one snapshot after another (JSON lines with --json)."""
+    shown = 0
+    while times is None or shown < times:
+        status = await gather_status(s)
+        if as_json:
+            print(json.dumps(status, default=str), flush=True)
+        elif _tty():
+            print(CLEAR + status_text(status, s, color=True), flush=True)
+        else:
+            print(f"--- {datetime.now(UTC).strftime('%H:%M:%S')}\n{status_text(status, s, color=False)}", flush=True)
+        shown += 1
+        if times is None or shown < times:
+            await asyncio.sleep(every)
+
+
+CLEAR, RED, YELLOW, RESET = "\x1b[H\x1b[2J", "\x1b[31;1m", "\x1b[33m", "\x1b[0m"
+
+
+def _paint(text: str, code: str, on: bool) -> str:
+    return f"{code}{text}{RESET}" if on else text
+
+
+def status_text(status: dict[str, Any], s: Settings, *, color: bool) -> str:
+    out = [f"stream: {status['stream']['messages']} events, {status['stream']['bytes'] / 1e6:.1f} MB"]
+    out += [f"  {subject:<28} {n:>8}" for subject, n in status["stream"]["subjects"].items()]
+    out.append("consumers:                    pending  ack-pending  redelivered")
     for c in status["consumers"]:
-        print(f"  {c['name']:<28} {c['pending']:>7} {c['ack_pending']:>12} {c['redelivered']:>12}")
+        row = f"  {c['name']:<28} {c['pending']:>7} {c['ack_pending']:>12} {c['redelivered']:>12}"
+        out.append(_paint(row, YELLOW, color and bool(c["pending"] or c["ack_pending"])))
     dead = sum(status["dead_letters"].values())
-    print(f"dead letters: {dead}" + (" (see `gymforge dlq list`)" if dead else ""))
+    out.append(_paint(f"dead letters: {dead}" + (" (see `gymforge dlq list`)" if dead else ""), RED, color and dead > 0))
     st = status["store"]
     if st:
-        print(f"store: tasks {st['tasks']}, trajectories {st['trajectories']}")
         u = st["usage"]
-        print(f"usage: {u['calls']} calls, {u['prompt_tokens'] + u['completion_tokens']} tokens, "
-              f"${u['cost_usd']:.4f}, {u['retries']} retried calls to the model endpoint")
+        out.append(f"store: tasks {st['tasks']}, trajectories {st['trajectories']}")
+        out.append(f"usage: {u['calls']} calls, {u['prompt_tokens'] + u['completion_tokens']} tokens, "
+                   f"${u['cost_usd']:.4f}, {u['retries']} retried calls to the model endpoint")
     else:
-        print(f"store: none yet at {s.db_path}")
-    return 0
+        out.append(f"store: none yet at {s.db_path}")
+    return "\n".join(out)
 
 
 # --- dlq ----------------------------------------------------------------------------------------
