@@ -14,6 +14,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import openai
 import structlog
@@ -106,6 +107,12 @@ def backoff(state: RetryCallState, base: float = 0.5, cap: float = 30.0) -> floa
     return random.uniform(0, min(cap, base * 2 ** (state.attempt_number - 1)))
 
 
+def public_url(url: str) -> str:
+    """The URL without what may hold credentials (a `user:password@`, the query): fit for events and logs."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
+
+
 class LLM:
     """One role's model: `complete(messages, purpose=...)` -> Completion."""
 
@@ -163,7 +170,7 @@ class LLM:
                           latency_s=time.monotonic() - started, retries=retries, tool_calls=calls)
         if self.on_usage:
             await self.on_usage(Usage(role=self.role, model=response.model or self.endpoint.model,
-                                      endpoint=self.endpoint.base_url, prompt_tokens=pt, completion_tokens=ct,
+                                      endpoint=public_url(self.endpoint.base_url), prompt_tokens=pt, completion_tokens=ct,
                                       cost_usd=done.cost_usd, latency_s=done.latency_s, retries=retries))
         return done
 
