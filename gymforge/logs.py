@@ -6,7 +6,7 @@ so every line a handler logs carries them.
 Secrets never reach a log line: every field (nested too), and then the rendered line itself, goes
 through `Redactor`, which masks the known secret values (the settings' SecretStr fields, passed as
 `secrets`, and the values of secret-looking environment variables such as OPENAI_API_KEY, HF_TOKEN,
-GYMFORGE_NATS_PASSWORD) and anything shaped like a key (`sk-...`, `hf_...`, `Bearer ...`). Tracebacks
+GYMFORGE_NATS_PASSWORD) and anything shaped like a key (`sk-...`, `hf_...`, `Bearer ...`, a URL's `user:password@`). Tracebacks
 are rendered without their frames' local variables, which is where an API key would sit. Lines from
 the standard `logging` module (aiohttp, openai, asyncio, ...) are masked the same way.
 """
@@ -32,6 +32,7 @@ KEY_PATTERNS = (
     re.compile(r"\bhf_[A-Za-z0-9]{16,}"),  # Hugging Face tokens
     re.compile(r"\bBearer\s+[A-Za-z0-9._~+/=-]{6,}", re.IGNORECASE),  # Authorization header values
 )
+URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^/\s:@]*:)[^/\s@]+@", re.IGNORECASE)  # scheme://user:PASSWORD@
 # asyncio says this for every TLS connection nats-py closes; it is noise on a one-line error
 NOISE = ("returning true from eof_received() has no effect when using ssl",)
 
@@ -69,7 +70,7 @@ class Redactor:
                 s = s.replace(secret, MASK)
         for pattern in KEY_PATTERNS:
             s = pattern.sub(MASK, s)
-        return s
+        return URL_PASSWORD.sub(rf"\g<1>{MASK}@", s)
 
     def value(self, v: Any) -> Any:
         if isinstance(v, str):
