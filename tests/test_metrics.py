@@ -168,3 +168,25 @@ async def _status_is(http: aiohttp.ClientSession, url: str, want: int) -> tuple[
 async def _scrape_when(http: aiohttp.ClientSession, base: str, key: str, at_least: float) -> dict[str, float] | None:
     got = parse((await get(http, f"{base}/metrics"))[1])
     return got if got.get(key, 0) >= at_least else None
+
+
+async def test_run_serves_metrics_for_every_role(nats_server: EmbeddedNats, data_dir: Path) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gymforge.cli", "run", "--no-seed", "--idle-seconds", "120",
+        "--metrics-port", f"127.0.0.1:{port}", cwd=ROOT, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "GYMFORGE_NATS_URL": nats_server.url, "GYMFORGE_DATA_DIR": str(data_dir),
+             "GYMFORGE_TEACHER_PORT": str(free_port()), "GYMFORGE_LOG_LEVEL": "warning"})
+    try:
+        async with aiohttp.ClientSession() as http:
+            await until(lambda: _status_is(http, f"{base}/readyz", 200), timeout=60)
+            got = parse((await get(http, f"{base}/metrics"))[1])
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+    roles = {"proposer", "verifier", "coder", "debugger", "solver", "filter", "sink"}
+    assert {k.split('"')[1] for k in got if k.startswith("gymforge_events_handled_total")} == roles
+    assert proc.returncode == 0, err.decode()[-2000:]
+    assert f"metrics on http://127.0.0.1:{port}/metrics" in err.decode()

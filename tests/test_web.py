@@ -437,3 +437,23 @@ async def test_pages_in_headless_chromium_live_events_and_a_trajectory(filled: F
         finally:
             await browser.close()
     assert console.errors == []
+
+
+async def test_live_feed_survives_a_nats_restart(filled: Filled, web: WebServer) -> None:
+    queue = web.feed.subscribe()
+    await filled.server.stop()
+    await filled.server.start()
+    env = make_envelope("topic.requested", TopicRequested(domain="after restart", count=1), producer="test")
+    deadline = asyncio.get_running_loop().time() + 20
+    while True:  # once, as soon as this client has reconnected, maybe before the feed has re-subscribed
+        try:
+            await filled.bus.publish(env)
+            break
+        except Exception:
+            assert asyncio.get_running_loop().time() < deadline, "the test's client did not reconnect"
+            await asyncio.sleep(0.1)
+    while (item := await asyncio.wait_for(queue.get(), 10)) is not None and item["id"] != env.id:
+        pass  # the feed follows on from the last message it passed on: nothing published meanwhile is lost
+    assert item is not None and item["type"] == "topic.requested"
+    async with aiohttp.ClientSession(web.url) as http:
+        assert (await get_json(http, "/api/bus"))["connected"]

@@ -32,6 +32,7 @@ class LiveFeed:
         self.clients: set[asyncio.Queue[dict[str, Any] | None]] = set()
         self.listening = asyncio.Event()  # the consumer exists: events published from now on arrive
         self._task: asyncio.Task[None] | None = None
+        self.last_seq: int | None = None  # the stream sequence of the last message passed on
         self.seen = 0
 
     def start(self) -> None:
@@ -66,17 +67,46 @@ class LiveFeed:
             try:
                 if self.bus is None:
                     self.bus = await connect(self.settings, name="gymforge-web")
-                sub = await self.bus.js.subscribe(
-                    "gf.>", ordered_consumer=True, config=api.ConsumerConfig(deliver_policy=api.DeliverPolicy.NEW))
-                self.listening.set()
-                async for msg in sub.messages:
-                    await self._publish(msg.subject, msg.data)
+                if await self._listen(self.bus):
+                    continue  # reconnected: follow the stream again at once
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # NATS down or gone: the pages still show the store
-                self.listening.clear()
                 log.warning("live feed unavailable, retrying", error=str(exc) or type(exc).__name__)
-                await asyncio.sleep(self.retry_s)
+            self.listening.clear()
+            if self.bus is not None and self.bus.nc.is_closed:  # reconnects ran out: start over
+                self.bus = None
+            await asyncio.sleep(self.retry_s)
+
+    async def _listen(self, bus: Bus) -> bool:
+        """Follow the stream from the message after the last one seen; re-subscribe at once when the client
+        reconnects (an ordered consumer would only notice its lost server-side half after missed heartbeats)."""
+        if self.last_seq is None:
+            self.last_seq = (await bus.js.stream_info(bus.settings.stream)).state.last_seq  # new messages only
+        config = api.ConsumerConfig(deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=self.last_seq + 1)
+        sub = await bus.js.subscribe("gf.>", ordered_consumer=True, config=config)
+        self.listening.set()
+        reconnects = bus.nc.stats["reconnects"]
+        pump = asyncio.create_task(self._pump(sub))
+        try:
+            while not pump.done():
+                await asyncio.wait({pump}, timeout=0.5)
+                if bus.nc.stats["reconnects"] != reconnects and bus.nc.is_connected:
+                    self.listening.clear()
+                    return True
+            pump.result()
+            return False
+        finally:
+            pump.cancel()
+            with contextlib.suppress(BaseException):
+                await pump
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    async def _pump(self, sub: Any) -> None:
+        async for msg in sub.messages:
+            self.last_seq = msg.metadata.sequence.stream
+            await self._publish(msg.subject, msg.data)
 
     async def _publish(self, subject: str, data: bytes) -> None:
         item = await describe(self.bus, subject, data)  # type: ignore[arg-type]
