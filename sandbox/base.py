@@ -3,8 +3,10 @@ the scrubbed environment every backend starts task code with."""
 
 from __future__ import annotations
 
+import errno
 import os
 import shlex
+import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +27,7 @@ class Limits:
     pids: int = 256
     output_bytes: int = 64 * 1024  # stdout and stderr each: head + tail with a marker between
     network: bool = False
+    disk_bytes: int = 8 * 1024**3  # what the workspace, /tmp and writable mounts may hold together
 
 
 DEFAULT_LIMITS = Limits()
@@ -50,10 +53,11 @@ class ExecResult:
     timed_out: bool
     oom_killed: bool
     truncated: bool
+    disk_exceeded: bool = False  # stopped for writing past Limits.disk_bytes (or onto a nearly full host)
 
     @property
     def ok(self) -> bool:
-        return self.exit_code == 0 and not self.timed_out and not self.oom_killed
+        return self.exit_code == 0 and not self.timed_out and not self.oom_killed and not self.disk_exceeded
 
 
 @runtime_checkable
@@ -216,12 +220,24 @@ def _open_dir_beneath(root: Path, parts: list[str], create: bool, chown: tuple[i
     return fd
 
 
+def _open_regular(name: str, flags: int, dir_fd: int) -> int:
+    """Open a regular file only: O_NONBLOCK so that a FIFO task code left there cannot block the open (and
+    with it the host), O_NOFOLLOW so that a symlink is not followed."""
+    fd = os.open(name, flags | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644, dir_fd=dir_fd)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, f"not a regular file: {name!r}")
+    os.set_blocking(fd, True)
+    return fd
+
+
 def write_beneath(root: Path, path: str, data: bytes, chown: tuple[int, int] | None = None) -> None:
     parts = _parts(path)
     dfd = _open_dir_beneath(root, parts[:-1], create=True, chown=chown)
     try:
-        fd = os.open(parts[-1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644, dir_fd=dfd)
+        fd = _open_regular(parts[-1], os.O_WRONLY | os.O_CREAT, dfd)
         with os.fdopen(fd, "wb") as f:
+            f.truncate()
             f.write(data)
             if chown:
                 os.fchown(f.fileno(), *chown)
@@ -233,7 +249,7 @@ def read_beneath(root: Path, path: str) -> bytes:
     parts = _parts(path)
     dfd = _open_dir_beneath(root, parts[:-1], create=False)
     try:
-        fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW, dir_fd=dfd)
+        fd = _open_regular(parts[-1], os.O_RDONLY, dfd)
     finally:
         os.close(dfd)
     with os.fdopen(fd, "rb") as f:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .base import DEFAULT_LIMITS, Limits, Mount, SandboxUnavailable, resolve_workspace, started
 from .local import LocalSession, check_mounts
+from .seccomp import filter_for
 
 WORKDIR = "/gf/work"
 SANDBOX_UID = 65534
@@ -80,6 +81,11 @@ class BwrapSession(LocalSession):
         self._etc_args = self._write_etc()
         (self.private / "tmp").mkdir()
         (self.private / "tmp").chmod(0o1777)
+        program = filter_for()
+        self.seccomp: Path | None = None
+        if program is not None:
+            self.seccomp = self.private / "seccomp.bpf"
+            self.seccomp.write_bytes(program)
 
     def _write_etc(self) -> list[str]:
         etc = self.private / "etc"
@@ -91,14 +97,21 @@ class BwrapSession(LocalSession):
             args += ["--ro-bind", str(etc / name), f"/etc/{name}"]
         return args
 
+    def exec_fds(self) -> list[int]:
+        return [os.open(self.seccomp, os.O_RDONLY | os.O_CLOEXEC)] if self.seccomp else []
+
     def wrap(self, argv: list[str], mounts: Sequence[Mount]) -> list[str]:
         check_mounts(mounts)
         net = ["--share-net", *_resolver_args()] if self.limits.network else []
+        seccomp = ["--seccomp", "3"] if self.seccomp else []  # exec_fds() is fd 3
         return [
             self.bwrap, "--unshare-all", *net, "--die-with-parent", "--new-session", "--cap-drop", "ALL",
-            "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--hostname", "sandbox",
+            "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--hostname", "sandbox", *seccomp,
+            # sysctls are the host's and the sandbox uid is root's: /proc/sys read-only, or it could set
+            # e.g. kernel.core_pattern (a program the host kernel runs as root)
+            "--dev", "/dev", "--proc", "/proc", "--ro-bind", "/proc/sys", "/proc/sys",
             # the private /tmp first: the runtime binds after it, so a venv that lives under /tmp stays visible
-            "--dev", "/dev", "--proc", "/proc", "--bind", str(self.private / "tmp"), "/tmp",
+            "--bind", str(self.private / "tmp"), "/tmp",
             *self.prefix_args, *self._etc_args,
             "--bind", str(self.workspace), WORKDIR,
             *mount_args([*self.mounts, *mounts]),

@@ -4,8 +4,9 @@ them without a cgroup migration (on cgroup v1 a migration waits for an RCU grace
 It is the subreaper of what it spawns: orphans are reaped at once.
 
 Protocol over the SOCK_SEQPACKET socket FD, one JSON object per message:
-  request  {"id", "path", "argv", "env"} with three fds (stdin, stdout, stderr) attached; the working
-           directory is the launcher's own
+  request  {"id", "path", "argv", "env", optional "fsize" (its soft RLIMIT_FSIZE)} with the fds attached
+           that become its 0, 1, 2, ... (stdin, stdout, stderr, then any more); the working directory is
+           the launcher's own
   replies  {"id", "pid"} once spawned (or {"id", "error"}), then {"id", "status"} (a wait status)."""
 
 from __future__ import annotations
@@ -15,12 +16,15 @@ import contextlib
 import ctypes
 import json
 import os
+import resource
 import signal
 import socket
 import sys
 import threading
+from collections.abc import Iterator
 
 PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER = 1, 36
+MAX_FDS = 8  # stdin, stdout, stderr and a few more (e.g. bwrap's seccomp program)
 
 
 class Launcher:
@@ -37,7 +41,7 @@ class Launcher:
     def serve(self) -> None:
         threading.Thread(target=self.reap, daemon=True).start()
         while True:
-            data, ancdata, _, _ = self.sock.recvmsg(4 << 20, socket.CMSG_SPACE(3 * 4), socket.MSG_CMSG_CLOEXEC)
+            data, ancdata, _, _ = self.sock.recvmsg(4 << 20, socket.CMSG_SPACE(MAX_FDS * 4), socket.MSG_CMSG_CLOEXEC)
             if not data:
                 return
             fds = array.array("i")
@@ -53,7 +57,7 @@ class Launcher:
     def spawn(self, req: dict, fds: list[int]) -> None:
         actions = [(os.POSIX_SPAWN_DUP2, fd, target) for target, fd in enumerate(fds)]
         try:
-            with self.lock:  # held until registered, so the reaper cannot see the pid before
+            with self.lock, file_limit(req.get("fsize")):  # held until registered: the reaper cannot see the pid before
                 pid = os.posix_spawn(req["path"], req["argv"], req["env"], file_actions=actions, setsid=True)
                 self.ids[pid] = req["id"]
                 self.lock.notify()
@@ -77,10 +81,26 @@ class Launcher:
                 self.send({"id": rid, "status": status})
 
 
+@contextlib.contextmanager
+def file_limit(size: int | None) -> Iterator[None]:
+    """Lower the soft RLIMIT_FSIZE (which the spawned process inherits) for the duration; the hard limit,
+    set when the launcher started, stays."""
+    if size is None:
+        yield
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size if hard == resource.RLIM_INFINITY else min(size, hard), hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+
+
 def main() -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # inherited: a write past RLIMIT_FSIZE fails with EFBIG
     sock = socket.socket(fileno=int(sys.argv[1]))
     sock.set_inheritable(False)
     if os.getppid() == 1:

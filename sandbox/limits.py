@@ -199,8 +199,10 @@ def _sweep_stale(parent: Path) -> None:
 # --- rlimits -----------------------------------------------------------------------------------------
 
 def rlimits_for(limits: Limits, cgroups: Cgroups) -> list[tuple[int, int]]:
-    """rlimits applied to every sandboxed process; memory and pids only where no cgroup enforces them."""
-    rl = [(resource.RLIMIT_CORE, 0)]
+    """rlimits applied to every sandboxed process; memory and pids only where no cgroup enforces them. No
+    file may outgrow the disk quota: a write past it fails with EFBIG (the launcher ignores SIGXFSZ, and
+    so do the processes it starts)."""
+    rl = [(resource.RLIMIT_CORE, 0), (resource.RLIMIT_FSIZE, limits.disk_bytes)]
     if "memory" not in cgroups.dirs:
         rl.append((resource.RLIMIT_AS, limits.memory_bytes))
     if "pids" not in cgroups.dirs:

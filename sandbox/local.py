@@ -1,15 +1,18 @@
 """What the bwrap and process backends share: a host workspace, per-session cgroups and a private temp
-dir, exec through `run_process`, put/get straight into the workspace (never through a symlink)."""
+dir, exec through `run_process` under the session's disk quota, put/get straight into the workspace (never
+through a symlink)."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from .base import ExecResult, Limits, Mount, base_env, merge_env, read_beneath, to_argv, write_beneath
+from .disk import DiskQuota
 from .limits import Cgroups, enforcement, rlimits_for
 from .runner import Launcher, run_process
 
@@ -45,6 +48,10 @@ class LocalSession:
     def wrap(self, argv: list[str], mounts: Sequence[Mount]) -> list[str]:
         raise NotImplementedError
 
+    def exec_fds(self) -> list[int]:
+        """Fds an exec's process gets as 3, 4, ... (opened for each exec, closed after it)."""
+        return []
+
     def cwd(self) -> str:
         """The launcher's working directory, which every exec's process starts in."""
         return str(self.private)
@@ -62,6 +69,10 @@ class LocalSession:
         full_env = merge_env(base_env(self.limits, self.workdir, self.tmpdir, self.runtime_bin), env)
         argv = self.wrap(to_argv(command), mounts)
         launcher = await self._launcher()
+        writable = [self.workspace, self.private, *(Path(m.host) for m in (*self.mounts, *mounts) if not m.read_only)]
+        quota = DiskQuota(writable, self.limits.disk_bytes)
+        room = await quota.measure()
+        fds = self.exec_fds()
         self._active += 1
         try:
             return await run_process(
@@ -71,8 +82,13 @@ class LocalSession:
                 timeout=self.limits.wall_time_s if timeout is None else timeout,
                 output_bytes=self.limits.output_bytes,
                 cgroups=self.cgroups,
+                extra_fds=fds,
+                file_bytes=room,
+                abort=quota.watch,
             )
         finally:
+            for fd in fds:
+                os.close(fd)
             self._active -= 1
             if not self._active and self.cgroups.dirs:
                 # whatever escaped the exec's process group (setsid) dies with the last running exec

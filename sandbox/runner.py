@@ -16,8 +16,9 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from .base import TIMEOUT_EXIT_CODE, ExecResult, OutputBuffer, SandboxUnavailable, exit_code_of
 from .limits import Cgroups, preexec
@@ -90,13 +91,16 @@ class Launcher:
         self.spawned.clear()
         self.exited.clear()
 
-    async def spawn(self, path: str, argv: Sequence[str], env: Mapping[str, str], fds: list[int]
-                    ) -> tuple[int, asyncio.Future[int]]:
-        """Start argv; returns its pid and a future of its wait status."""
+    async def spawn(self, path: str, argv: Sequence[str], env: Mapping[str, str], fds: list[int],
+                    fsize: int | None = None) -> tuple[int, asyncio.Future[int]]:
+        """Start argv (with `fsize` as its soft RLIMIT_FSIZE); returns its pid and a future of its wait status."""
         rid = next(self.ids)
         spawned, exited = self.loop.create_future(), self.loop.create_future()
         self.spawned[rid], self.exited[rid] = spawned, exited
-        msg = json.dumps({"id": rid, "path": path, "argv": list(argv), "env": dict(env)}).encode()
+        request: dict[str, object] = {"id": rid, "path": path, "argv": list(argv), "env": dict(env)}
+        if fsize is not None:
+            request["fsize"] = fsize
+        msg = json.dumps(request).encode()
         try:
             try:
                 self.sock.sendmsg([msg], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
@@ -168,7 +172,13 @@ async def run_process(
     timeout: float,
     output_bytes: int,
     cgroups: Cgroups,
+    extra_fds: Sequence[int] = (),
+    file_bytes: int | None = None,
+    abort: Callable[[], Coroutine[Any, Any, str]] | None = None,
 ) -> ExecResult:
+    """Run argv; `extra_fds` become its fds 3, 4, ... (the caller closes them); no file it writes may grow
+    past `file_bytes` (EFBIG). `abort` is started once the command runs: if it returns (a reason) first,
+    the command is killed and the result says why."""
     out, err = OutputBuffer(output_bytes), OutputBuffer(output_bytes)
     start = time.monotonic()
     path = resolve(argv, env)
@@ -179,7 +189,7 @@ async def run_process(
     err_r, err_w = os.pipe()
     devnull = os.open(os.devnull, os.O_RDONLY)
     try:
-        pid, exited = await launcher.spawn(path, argv, env, [devnull, out_w, err_w])
+        pid, exited = await launcher.spawn(path, argv, env, [devnull, out_w, err_w, *extra_fds], file_bytes)
     except OSError as e:
         for fd in (out_r, err_r):
             os.close(fd)
@@ -192,23 +202,37 @@ async def run_process(
         for fd in (devnull, out_w, err_w):
             os.close(fd)
     readers = [await _read_pipe(out_r, out), await _read_pipe(err_r, err)]
-    timed_out = False
+    watch = asyncio.ensure_future(abort()) if abort is not None else None
+    timed_out, stopped = False, None
     try:
-        status = await asyncio.wait_for(asyncio.shield(exited), timeout)
-    except TimeoutError:
-        timed_out = True
-    except BaseException:  # cancelled: nothing may outlive the exec
+        finished, _ = await asyncio.wait([exited, *([watch] if watch else [])], timeout=timeout,
+                                         return_when=asyncio.FIRST_COMPLETED)
+        if exited not in finished:
+            if watch in finished:
+                stopped = watch.result()
+            else:
+                timed_out = True
+    except BaseException:  # cancelled (or the watch failed): nothing may outlive the exec
         kill_group(pid)
         for transport, _ in readers:
             transport.close()
         raise
+    finally:
+        if watch is not None:
+            watch.cancel()
     kill_group(pid)  # on timeout the command itself; after a normal exit, what it left in the background
-    if timed_out:
+    try:
         status = await exited
+    except BaseException:  # the launcher died
+        for transport, _ in readers:
+            transport.close()
+        raise
     duration = time.monotonic() - start
     await asyncio.wait([done for _, done in readers], timeout=DRAIN_GRACE_S)
     for transport, _ in readers:
         transport.close()
+    if stopped:
+        err.feed(f"\nsandbox: killed: {stopped}\n".encode())
     return ExecResult(
         exit_code=TIMEOUT_EXIT_CODE if timed_out else exit_code_of(os.waitstatus_to_exitcode(status)),
         stdout=out.text(),
@@ -217,4 +241,5 @@ async def run_process(
         timed_out=timed_out,
         oom_killed=cgroups.oom_kills() > oom_before,
         truncated=out.truncated or err.truncated,
+        disk_exceeded=stopped is not None,
     )

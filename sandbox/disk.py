@@ -1,0 +1,119 @@
+"""A session's disk quota: what task code may keep in the host directories it can write (the workspace,
+its private /tmp, writable mounts). RLIMIT_FSIZE makes a single write past the quota fail (EFBIG); this
+watch bounds the total. While an exec runs it polls statvfs (cheap) and only when the host filesystem lost
+more than the room left walks the directories; past the quota, or when the host is nearly full while the
+session grows, it returns the reason and the exec is stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import stat
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+INODE_BYTES = 4096  # what every file or directory counts for at least: bounds inode exhaustion too
+POLL_S = 0.05
+HOST_RESERVE_BYTES = 512 * 1024**2  # a growing session is stopped when its filesystem has less free than this
+
+
+def usage(paths: Sequence[Path]) -> int:
+    """Bytes the trees hold on disk (allocated blocks, each entry at least INODE_BYTES), hard links once."""
+    total, seen = 0, set()
+    stack = [str(p) for p in paths]
+    while stack:
+        try:
+            entries = os.scandir(stack.pop())
+        except OSError:
+            continue
+        with entries:
+            for entry in entries:
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                if stat.S_ISDIR(st.st_mode):
+                    stack.append(entry.path)
+                elif st.st_nlink > 1:
+                    if (st.st_dev, st.st_ino) in seen:
+                        continue
+                    seen.add((st.st_dev, st.st_ino))
+                total += max(st.st_blocks * 512, INODE_BYTES)
+    return total
+
+
+@dataclass(frozen=True)
+class Free:
+    bytes: int
+    inodes: int
+
+    def lost_since(self, before: Free) -> int:
+        """What the filesystems lost since `before`, inodes counted as INODE_BYTES each."""
+        return (before.bytes - self.bytes) + INODE_BYTES * (before.inodes - self.inodes)
+
+
+def host_free(paths: Sequence[Path]) -> Free:
+    """Free bytes and inodes (for unprivileged users) of the distinct filesystems holding `paths`."""
+    free, inodes, seen = 0, 0, set()
+    for p in paths:
+        with contextlib.suppress(OSError):
+            dev = os.stat(p).st_dev
+            if dev in seen:
+                continue
+            seen.add(dev)
+            st = os.statvfs(p)
+            free += st.f_bavail * st.f_frsize
+            inodes += st.f_favail
+    return Free(free, inodes)
+
+
+def verdict(quota: int, reserve: int, before: int, now: int, free: int) -> str | None:
+    """Why the exec must stop, or None. A session already over its quota may shrink, never grow."""
+    if now > quota and now > before:
+        return f"disk quota exceeded: the workspace and /tmp hold {now // 2**20} MiB, the limit is {quota // 2**20} MiB"
+    if free < reserve and now > before:
+        return f"the host disk is nearly full ({free // 2**20} MiB free): stopped while writing"
+    return None
+
+
+class DiskQuota:
+    """One exec's view of the session's quota: `measure()` before it starts (the room left is its file size
+    limit), `watch()` while it runs."""
+
+    def __init__(self, paths: Sequence[Path], quota: int, reserve: int = HOST_RESERVE_BYTES,
+                 poll_s: float = POLL_S) -> None:
+        self.paths = list(paths)
+        self.quota = quota
+        self.reserve = reserve
+        self.poll_s = poll_s
+        self.used = 0
+        self.free = Free(0, 0)
+        self.took = 0.0
+
+    def _measure(self) -> None:
+        start = time.monotonic()
+        self.used, self.free = usage(self.paths), host_free(self.paths)
+        self.took = time.monotonic() - start
+
+    async def measure(self) -> int:
+        """The room left: what one file may grow to in this exec."""
+        await asyncio.to_thread(self._measure)
+        return max(0, self.quota - self.used)
+
+    async def watch(self) -> str:
+        """Runs until the session outgrows the quota (returns why) or it is cancelled."""
+        while True:
+            # a walk costs: after one, wait at least ten times as long before the next
+            await asyncio.sleep(max(self.poll_s, 10 * self.took))
+            self.took = 0.0
+            free = host_free(self.paths)
+            if free.lost_since(self.free) <= max(0, self.quota - self.used) and free.bytes >= self.reserve:
+                continue
+            before = self.used
+            await asyncio.to_thread(self._measure)
+            reason = verdict(self.quota, self.reserve, before, self.used, self.free.bytes)
+            if reason:
+                return reason
