@@ -173,8 +173,9 @@ async def gymforge_run(bus: Bus, data_dir: Path, n: int, concurrency: int) -> Sa
     """One repeat through AgentRunner."""
     await delete_stream(bus.js, bus.settings.stream)
     await bus.ensure_stream()
-    envelopes = [request_envelope() for _ in range(n)]
-    await in_chunks([lambda env=env: bus.publish(env) for env in envelopes])
+    # each envelope is built as it is published and dropped after: the timed part does not carry N live
+    # pydantic objects (the raw side holds none either; they would tax the garbage collector)
+    await in_chunks([lambda: bus.publish(request_envelope())] * n)
     agent = PassThrough(AgentContext(bus=bus, data_dir=data_dir), n)
     runner = AgentRunner(agent, concurrency=concurrency)
     await bus.ensure_consumer(runner.consumer.spec)
