@@ -149,7 +149,9 @@ async def connect(s: Settings, *, name: str = "gymforge", setup: bool = True) ->
     try:
         return await Bus.connect(bus_settings(s), name=name, setup=setup)
     except NatsUnavailable as exc:
-        raise UserError(f"{exc}; start one with `gymforge nats` or set GYMFORGE_NATS_URL") from None
+        refused = any(w in str(exc) for w in ("credentials", "TLS", "certificate", "Authorization"))
+        hint = "" if refused else "; start one with `gymforge nats` or set GYMFORGE_NATS_URL"
+        raise UserError(f"{exc}{hint}") from None
 
 
 def is_local_url(url: str) -> bool:

@@ -47,7 +47,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                  "log_format": args.log_format}
         args.settings = config.load(flags, config_file=args.config)
         args.data_dir = args.settings.data_dir
-        logs.configure(args.settings.log_level, args.settings.log_format)
+        logs.configure(args.settings.log_level, args.settings.log_format,
+                       secrets=logs.settings_secrets(args.settings))
         return int(args.func(args) or 0)
     except UserError as exc:
         print(f"gymforge: {exc}", file=sys.stderr)
