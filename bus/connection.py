@@ -178,7 +178,7 @@ class Bus:
 
     async def publish(self, envelope: Envelope, *, msg_id: str | None = None) -> api.PubAck:
         """Publish with the envelope id as Nats-Msg-Id; large payloads go to the object store first."""
-        subject, data, headers = await self._prepare(envelope, msg_id)
+        subject, data, headers = self._inline(envelope, msg_id) or await self._by_reference_prepared(envelope, msg_id)
         return await self.js.publish(subject, data, headers=headers)
 
     async def publish_all(self, envelopes: Sequence[Envelope]) -> list[api.PubAck]:
@@ -188,9 +188,9 @@ class Bus:
         are awaited together rather than one round trip after another. If any fails, the first error is
         raised once all have settled: those that went through stay published (their ids dedup a retry).
         """
-        if len(envelopes) <= 1:
-            return [await self.publish(env) for env in envelopes]
-        prepared = [await self._prepare(env) for env in envelopes]
+        if len(envelopes) <= 1:  # the common cases, without the extra tasks of the general one
+            return [await self.publish(envelopes[0])] if envelopes else []
+        prepared = [self._inline(env) or await self._by_reference_prepared(env) for env in envelopes]
         results = await asyncio.gather(*(self.js.publish(subject, data, headers=headers)
                                          for subject, data, headers in prepared), return_exceptions=True)
         for r in results:
@@ -198,11 +198,17 @@ class Bus:
                 raise r
         return results  # type: ignore[return-value]
 
-    async def _prepare(self, envelope: Envelope, msg_id: str | None = None) -> tuple[str, bytes, dict[str, str]]:
-        """The subject, body and headers to publish: the body by reference when the payload is too large."""
+    def _inline(self, envelope: Envelope, msg_id: str | None = None) -> tuple[str, bytes, dict[str, str]] | None:
+        """The subject, body and headers to publish, or None when the payload must go by reference."""
         data = encode(envelope)
         if len(data) > self.settings.inline_limit and envelope.payload is not None:
-            data = encode(await self._by_reference(envelope))
+            return None
+        return subject_for(envelope.type), data, {MSG_ID_HEADER: msg_id or envelope.id}
+
+    async def _by_reference_prepared(
+        self, envelope: Envelope, msg_id: str | None = None,
+    ) -> tuple[str, bytes, dict[str, str]]:
+        data = encode(await self._by_reference(envelope))
         return subject_for(envelope.type), data, {MSG_ID_HEADER: msg_id or envelope.id}
 
     async def publish_raw(self, subject: str, data: bytes, headers: dict[str, str] | None = None) -> api.PubAck:

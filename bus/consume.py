@@ -170,7 +170,9 @@ class Consumer:
             event = await self.bus.resolve(msg.data, type_of(msg.subject), subject=msg.subject, stream_seq=seq,
                                            deliveries=deliveries, headers=dict(msg.headers) if msg.headers else {})
             ctx["event_id"], ctx["trace_id"] = event.id, event.trace_id
-            await self.bus.publish_all(list(await self.handler(event)))  # every output acked before the input
+            outputs = await self.handler(event)
+            # every output is acked by JetStream before the input is
+            await self.bus.publish_all(outputs if isinstance(outputs, list) else list(outputs))
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the policy decides; nothing escapes the loop
