@@ -10,14 +10,15 @@ import re
 import signal
 import socket
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import aiohttp
 
-from agents.runtime import AgentRunner
+from agents.runtime import Agent, AgentContext, AgentRunner, Emit, Supervisor
 from agents.teacher.server import TeacherServer
-from bus import Bus, EmbeddedNats, make_envelope
-from bus.events import TopicRequested
+from bus import Bus, EmbeddedNats, Event, RetryPolicy, make_envelope
+from bus.events import TopicProposed, TopicRequested
 from gymforge import config
 from gymforge.app import build_agent
 from gymforge.metrics import MeteredBackend, Metrics, Registry
@@ -88,6 +89,40 @@ async def test_instrument_meters_the_sandbox_of_the_roles_that_have_one(bus: Bus
     assert not hasattr(runners[2].agent, "backend")
 
 
+class Flaky(Agent):
+    """Fails the first delivery of every event, then handles it."""
+
+    role = "flaky"
+    consumes = ("topic.requested",)
+
+    async def handle(self, event: Event) -> Sequence[Emit]:
+        if event.deliveries == 1:
+            raise ValueError("first try fails")
+        return [Emit("topic.proposed", TopicProposed(title=f"{event.payload.domain} topic"))]
+
+
+async def test_handled_and_failed_events_per_role_through_a_real_consumer(bus: Bus, tmp_path: Path) -> None:
+    runner = AgentRunner(Flaky(AgentContext(bus=bus, data_dir=tmp_path)), retry=RetryPolicy(base_delay_s=0.05))
+    metrics = Metrics()
+    metrics.instrument([runner])
+    sup = Supervisor([runner])
+    task = asyncio.create_task(sup.run())
+    try:
+        for domain in ("vision", "text"):
+            await bus.publish(make_envelope("topic.requested", TopicRequested(domain=domain, count=1), producer="t"))
+        deadline = asyncio.get_running_loop().time() + 20
+        while metrics.handled.get(role="flaky") < 2:
+            assert asyncio.get_running_loop().time() < deadline, metrics.render()
+            await asyncio.sleep(0.05)
+    finally:
+        sup.request_stop()
+        await task
+    got = parse(metrics.render())
+    assert got['gymforge_events_failed_total{error="ValueError",role="flaky"}'] == 2
+    assert got['gymforge_events_handled_total{role="flaky"}'] == 2
+    assert got['gymforge_handler_seconds_count{role="flaky"}'] == 4  # failures are timed too
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -99,10 +134,12 @@ async def get(http: aiohttp.ClientSession, url: str) -> tuple[int, str]:
         return r.status, await r.text()
 
 
-async def until(probe, timeout: float = 20.0, every: float = 0.1):  # noqa: ANN001, ANN201
-    """Call async `probe` until it returns something truthy."""
+async def until(probe, what: str, timeout: float = 30.0, every: float = 0.1,  # noqa: ANN001, ANN201
+                proc: asyncio.subprocess.Process | None = None):
+    """Call async `probe` until it returns something truthy (generous timeouts: the machine may be loaded)."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
+        assert proc is None or proc.returncode is None, f"{what}: the process exited with {proc.returncode}"
         try:
             got = await probe()
         except aiohttp.ClientError:
@@ -110,7 +147,7 @@ async def until(probe, timeout: float = 20.0, every: float = 0.1):  # noqa: ANN0
         if got:
             return got
         if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"not met within {timeout}s")
+            raise AssertionError(f"{what}: not within {timeout}s")
         await asyncio.sleep(every)
 
 
@@ -126,7 +163,8 @@ async def test_agent_daemon_serves_metrics_health_and_readiness(
             env={**os.environ, "GYMFORGE_NATS_URL": nats_server.url, "GYMFORGE_DATA_DIR": str(data_dir),
                  "GYMFORGE_TEACHER_PORT": str(teacher.port), "GYMFORGE_LOG_LEVEL": "warning"})
         try:
-            await until(lambda: _status_is(http, f"{base}/readyz", 200))
+            await until(lambda: _status_is(http, f"{base}/readyz", 200), "ready after start", timeout=90,
+                        proc=proc)
             assert await get(http, f"{base}/healthz") == (200, "ok\n")
             before = parse((await get(http, f"{base}/metrics"))[1])
             assert before['gymforge_events_handled_total{role="proposer"}'] == 0
@@ -134,7 +172,8 @@ async def test_agent_daemon_serves_metrics_health_and_readiness(
 
             await bus.publish(make_envelope("topic.requested", TopicRequested(domain="tabular data", count=2),
                                             producer="test"))
-            after = await until(lambda: _scrape_when(http, base, 'gymforge_events_handled_total{role="proposer"}', 1))
+            after = await until(lambda: _scrape_when(http, base, 'gymforge_events_handled_total{role="proposer"}', 1),
+                                "the request handled")
             llm = '{model="offline-teacher-rule-based",role="proposer"}'
             assert after[f"gymforge_llm_calls_total{llm}"] >= 1
             assert after[f"gymforge_llm_latency_seconds_count{llm}"] == after[f"gymforge_llm_calls_total{llm}"]
@@ -145,18 +184,19 @@ async def test_agent_daemon_serves_metrics_health_and_readiness(
             assert after['gymforge_events_in_flight{role="proposer"}'] == 0
 
             await bus.publish_raw("gf.topic.requested", b'{"not": "an envelope"}')  # poison
-            dead = await until(lambda: _scrape_when(http, base, 'gymforge_dead_letters_total{role="proposer"}', 1))
+            dead = await until(lambda: _scrape_when(http, base, 'gymforge_dead_letters_total{role="proposer"}', 1),
+                               "the poison dead-lettered")
             assert dead['gymforge_events_handled_total{role="proposer"}'] == 1  # never reached the handler
 
             await nats_server.stop()
-            status, why = await until(lambda: _status_is(http, f"{base}/readyz", 503))
+            status, why = await until(lambda: _status_is(http, f"{base}/readyz", 503), "not ready without NATS")
             assert "NATS" in why
             assert (await get(http, f"{base}/healthz"))[0] == 200  # alive, only not ready
             await nats_server.start()
-            await until(lambda: _status_is(http, f"{base}/readyz", 200), timeout=30)
+            await until(lambda: _status_is(http, f"{base}/readyz", 200), "ready again", timeout=60)
         finally:
             proc.send_signal(signal.SIGTERM)
-            _, err = await asyncio.wait_for(proc.communicate(), 30)
+            _, err = await asyncio.wait_for(proc.communicate(), 60)
         assert proc.returncode == 0, err.decode()[-2000:]
 
 
@@ -181,7 +221,7 @@ async def test_run_serves_metrics_for_every_role(nats_server: EmbeddedNats, data
              "GYMFORGE_TEACHER_PORT": str(free_port()), "GYMFORGE_LOG_LEVEL": "warning"})
     try:
         async with aiohttp.ClientSession() as http:
-            await until(lambda: _status_is(http, f"{base}/readyz", 200), timeout=60)
+            await until(lambda: _status_is(http, f"{base}/readyz", 200), "run ready", timeout=90, proc=proc)
             got = parse((await get(http, f"{base}/metrics"))[1])
     finally:
         proc.send_signal(signal.SIGTERM)

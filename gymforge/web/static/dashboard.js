@@ -114,8 +114,9 @@ function onEvent(ev) {
   for (const cell of document.querySelectorAll("#funnel .count")) {
     if (cell.dataset.type === ev.type) cell.textContent = fmt(state.events[ev.type]);
   }
-  clearTimeout(state.refreshTimer);  // the sink writes the store right behind the bus: re-read it soon
-  state.refreshTimer = setTimeout(() => refresh(), 1500);
+  if (state.refreshTimer === null) {  // the sink writes the store right behind the bus: re-read it soon
+    state.refreshTimer = setTimeout(() => { state.refreshTimer = null; refresh(); }, 1500);
+  }
 }
 
 function connectLive() {
