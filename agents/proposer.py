@@ -72,6 +72,15 @@ class ProposerAgent(LLMAgent):
     async def work(self, event: Event) -> Sequence[Emit]:
         req: TopicRequested = event.payload  # type: ignore[assignment]
         known = await self.known_titles(req.domain)
+        # a redelivery (the handler was killed after claiming): the topics claimed the first time, not new ones
+        kept = [TopicProposed.model_validate(c["topic"]) for c in known.values()
+                if c["by"] == event.id and "topic" in c][:req.count]
+        if len(kept) < req.count:
+            kept += await self.propose(req, event.id, known, req.count - len(kept))
+        return [Emit("topic.proposed", t, key=signature(t.title), new_trace=True) for t in kept]
+
+    async def propose(self, req: TopicRequested, request_id: str, known: dict[str, dict], n: int) -> list[TopicProposed]:
+        """Ask the model and claim up to n topics new in the domain."""
         prompt = render("propose_topics", domain=req.domain, count=req.count, difficulty=req.difficulty,
                         catalog=self.catalog_summary(), exclude=sorted(known), task_types=list(TASK_TYPES))
         messages = [{"role": "system", "content": render("propose_system")}, {"role": "user", "content": prompt}]
@@ -81,18 +90,19 @@ class ProposerAgent(LLMAgent):
             raise Poison(f"proposer: model reply unusable: {exc}") from None
         kept: list[TopicProposed] = []
         for topic in topics:
-            if len(kept) < req.count and await self.claim(topic, req.domain, event.id, known):
-                kept.append(topic.model_copy(update={"domain": req.domain, "difficulty": req.difficulty}))
-        return [Emit("topic.proposed", t, key=signature(t.title), new_trace=True) for t in kept]
+            topic = topic.model_copy(update={"domain": req.domain, "difficulty": req.difficulty})
+            if len(kept) < n and topic.title not in known and await self.claim(topic, req.domain, request_id, known):
+                kept.append(topic)
+        return kept
 
     def catalog_summary(self) -> list[dict]:
         return [{"id": p.id, "source": p.source, "task_type": p.task_type, "input_columns": p.input_columns[:12],
                  "label_column": p.label_column, "description": (p.description or "")[:160]}
                 for p in self.catalog.list()]
 
-    async def known_titles(self, domain: str) -> dict[str, str]:
-        """title -> the request that claimed it, for the domain."""
-        out: dict[str, str] = {}
+    async def known_titles(self, domain: str) -> dict[str, dict]:
+        """title -> its claim in the domain: {"title", "by": the request that claimed it, "topic": the payload}."""
+        out: dict[str, dict] = {}
         try:
             keys = await self.kv.keys()
         except Exception:  # NoKeysError: nothing proposed yet
@@ -101,21 +111,20 @@ class ProposerAgent(LLMAgent):
             entry = await self.kv.get(key)
             if entry and entry.value:
                 value = json.loads(entry.value)
-                out[value["title"]] = value["by"]
+                out[value["title"]] = value
         return out
 
-    async def claim(self, topic: TopicProposed, domain: str, request_id: str, known: dict[str, str]) -> bool:
+    async def claim(self, topic: TopicProposed, domain: str, request_id: str, known: dict[str, dict]) -> bool:
         """True when the topic is new in the domain (or was claimed by this same request before)."""
-        mine = known.get(topic.title) == request_id
-        if not mine and any(jaccard(words(topic.title), words(t)) >= NEAR_DUPLICATE for t in known):
+        if any(jaccard(words(topic.title), words(t)) >= NEAR_DUPLICATE for t in known):
             return False
         key = f"{slug(domain)}.{signature(topic.title)}"
-        value = json.dumps({"title": topic.title, "by": request_id}).encode()
+        claim = {"title": topic.title, "by": request_id, "topic": topic.model_dump(mode="json")}
         try:
-            await self.kv.create(key, value)
+            await self.kv.create(key, json.dumps(claim).encode())
         except KeyWrongLastSequenceError:
             entry = await self.kv.get(key)
             if not entry or json.loads(entry.value or b"{}").get("by") != request_id:
                 return False
-        known[topic.title] = request_id
+        known[topic.title] = claim
         return True
