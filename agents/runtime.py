@@ -10,18 +10,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+import nats.errors
 import structlog
 from nats.aio.msg import Msg
+from nats.js.errors import ServiceUnavailableError
 
 from bus import Bus, Consumer, ConsumerSpec, Envelope, Event, RetryPolicy, make_envelope
 from bus.events import Payload, subject_for
 
 log = structlog.get_logger("gymforge.agents")
+
+# What a start-up step (a KV bucket, the durable consumer) meets while NATS restarts or JetStream recovers
+NATS_NOT_READY = (nats.errors.TimeoutError, nats.errors.NoRespondersError, nats.errors.ConnectionReconnectingError,
+                  nats.errors.StaleConnectionError, ServiceUnavailableError)
 
 
 @dataclass(frozen=True)
@@ -75,8 +81,11 @@ class Agent:
 class AgentRunner:
     """Binds one agent to its durable consumer."""
 
+    startup_patience_s: ClassVar[float] = 120.0  # how long start-up waits out NATS not answering
+
     def __init__(self, agent: Agent, *, concurrency: int | None = None, retry: RetryPolicy | None = None) -> None:
         self.agent = agent
+        self.stopping = asyncio.Event()
         spec = ConsumerSpec(
             durable=agent.durable,
             filter_subjects=[subject_for(t) for t in agent.consumes],
@@ -101,11 +110,37 @@ class AgentRunner:
         ]
 
     async def run(self) -> None:
-        await self.agent.start()
+        if not await self._starting("start", self.agent.start):
+            return
         try:
-            await self.consumer.run()
+            await self._starting("consume", self.consumer.run)
         finally:
             await self.agent.stop()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.consumer.stop()
+
+    async def _starting(self, step: str, run: Callable[[], Awaitable[None]]) -> bool:
+        """Run a step that opens NATS resources. NATS restarting (requests time out, JetStream not ready yet)
+        is waited out with backoff for up to startup_patience_s instead of ending the daemon. False when
+        stopped meanwhile."""
+        loop = asyncio.get_running_loop()
+        deadline, delay = loop.time() + self.startup_patience_s, 0.5
+        while True:
+            try:
+                await run()
+                return True
+            except NATS_NOT_READY as exc:
+                if loop.time() + delay > deadline:
+                    raise
+                log.warning("NATS not ready, retrying", role=self.agent.role, step=step,
+                            error=type(exc).__name__, retry_in_s=delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), delay)
+            if self.stopping.is_set():
+                return False
+            delay = min(2 * delay, 5.0)
 
 
 class Supervisor:
@@ -139,7 +174,7 @@ class Supervisor:
 
     async def shutdown(self) -> None:
         for r in self.runners:
-            r.consumer.stop()
+            r.stop()
         cancelled = await asyncio.gather(*(r.consumer.drain(self.grace_s) for r in self.runners))
         if any(cancelled):
             log.warning("shutdown left work un-acked for redelivery", cancelled=sum(cancelled))

@@ -9,7 +9,8 @@ import sqlite3
 import sys
 from pathlib import Path
 
-from bus import Bus, EmbeddedNats, make_envelope
+from agents.runtime import Agent, AgentContext, AgentRunner, Emit, Supervisor
+from bus import Bus, EmbeddedNats, Event, make_envelope
 from bus.events import TopicRequested
 from store.db import Store
 
@@ -128,3 +129,49 @@ async def _count_or_zero(db: Path, sql: str) -> int:
         return await store_count(db, sql) if db.exists() else 0
     except sqlite3.OperationalError:  # the sink has not created its schema yet
         return 0
+
+
+class KvAgent(Agent):
+    """Opens a KV bucket at start (as the proposer and filter do) and records what it handles."""
+
+    role = "kvtest"
+    consumes = ("topic.requested",)
+
+    def __init__(self, ctx: AgentContext) -> None:
+        super().__init__(ctx)
+        self.seen: list[str] = []
+
+    async def start(self) -> None:
+        await self.ctx.bus.js.create_key_value(bucket="gf-kvtest", history=1)
+
+    async def handle(self, event: Event) -> list[Emit]:
+        self.seen.append(event.id)
+        return []
+
+
+async def test_an_agent_starting_while_nats_restarts_waits_for_it(
+    nats_server: EmbeddedNats, bus: Bus, tmp_path: Path
+) -> None:
+    await nats_server.stop()  # down: the agent's start-up requests time out
+    agent = KvAgent(AgentContext(bus=bus, data_dir=tmp_path))
+    sup = Supervisor([AgentRunner(agent)], grace_s=1)
+    running = asyncio.create_task(sup.run())
+    try:
+        await asyncio.sleep(7)  # longer than a JetStream API request's 5 s timeout
+        assert not running.done(), running.exception()
+        await nats_server.start()  # back, on the same port and store
+        req = make_envelope("topic.requested", TopicRequested(domain="restart", count=1), producer="test")
+        await bus.publish(req)
+        await wait_for(lambda: agent.seen == [req.id], 60)
+    finally:
+        sup.request_stop()
+        await asyncio.wait_for(running, 30)
+
+
+async def test_an_agent_stopped_while_waiting_for_nats_stops(nats_server: EmbeddedNats, bus: Bus, tmp_path: Path) -> None:
+    await nats_server.stop()
+    sup = Supervisor([AgentRunner(KvAgent(AgentContext(bus=bus, data_dir=tmp_path)))], grace_s=1)
+    running = asyncio.create_task(sup.run())
+    await asyncio.sleep(6)
+    sup.request_stop()
+    await asyncio.wait_for(running, 10)  # no exception, no waiting out the whole patience
