@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,8 +29,16 @@ CONSUMED_BY_ROLES = {
 }
 
 
+# Errors of one event's statements (a constraint, a value SQLite cannot store), not of the database
+ITEM_ERRORS = (sqlite3.IntegrityError, sqlite3.DataError, sqlite3.ProgrammingError, sqlite3.InterfaceError,
+               OverflowError)
+
+
 class Batcher:
-    """Collects statements from concurrent handlers and commits them together."""
+    """Collects statements from concurrent handlers and commits them together. A handler's `submit` returns
+    once its statements are committed (then its message may be acked) or raises why they were not. When a
+    batch fails over one event's statements (ITEM_ERRORS), its items are retried one transaction each: the
+    event that cannot be written fails alone instead of taking the events batched with it down too."""
 
     def __init__(self, store: Store, max_batch: int = 500) -> None:
         self.store = store
@@ -61,13 +70,29 @@ class Batcher:
                 await self.store.write(s for stmts, _ in items for s in stmts)
                 self.batches += 1
             except Exception as exc:
-                for _, fut in items:
-                    if not fut.done():
-                        fut.set_exception(exc)
+                if len(items) == 1 or not isinstance(exc, ITEM_ERRORS):  # e.g. locked, disk full: all retry later
+                    for _, fut in items:
+                        _settle(fut, exc)
+                    continue
+                for stmts, fut in items:  # the batch was rolled back: one transaction per item
+                    try:
+                        await self.store.write(stmts)
+                    except Exception as item_exc:
+                        _settle(fut, item_exc)
+                    else:
+                        _settle(fut, None)
                 continue
             for _, fut in items:
-                if not fut.done():
-                    fut.set_result(None)
+                _settle(fut, None)
+
+
+def _settle(fut: asyncio.Future[None], exc: Exception | None) -> None:
+    if fut.done():
+        return
+    if exc is None:
+        fut.set_result(None)
+    else:
+        fut.set_exception(exc)
 
 
 class SinkAgent(Agent):
