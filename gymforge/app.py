@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -135,9 +136,8 @@ def retry_policy(s: Settings) -> RetryPolicy:
 def ensure_data_dir(s: Settings) -> Path:
     try:
         s.data_dir.mkdir(parents=True, exist_ok=True)
-        probe = s.data_dir / ".write-test"
-        probe.write_text("ok")
-        probe.unlink()
+        with tempfile.TemporaryFile(dir=s.data_dir):  # its own probe: agents start side by side in one data dir
+            pass
     except OSError as exc:
         raise UserError(
             f"data dir {s.data_dir} is not writable ({exc.strerror}): set GYMFORGE_DATA_DIR to a writable directory"
