@@ -17,7 +17,8 @@ from typing import Any
 
 from .base import Backend, ExecResult, Limits, Session
 
-CHECK_LIMITS = Limits(wall_time_s=20.0, memory_bytes=256 * 1024**2, cpus=1.0, pids=64, output_bytes=16 * 1024)
+CHECK_LIMITS = Limits(wall_time_s=20.0, memory_bytes=256 * 1024**2, cpus=1.0, pids=64, output_bytes=16 * 1024,
+                      disk_bytes=64 * 1024**2)
 PLANTED_ENV = ("OPENAI_API_KEY", "HF_TOKEN", "NATS_URL", "GYMFORGE_CHECK_SECRET", "AWS_SECRET_ACCESS_KEY")
 
 
@@ -158,6 +159,34 @@ async def probe_privileges(s: Session, h: Host) -> Probe:
     return Probe("privileges: no capabilities", ok, f"uid {lines[0] if lines else '?'}, CapEff {cap}")
 
 
+async def probe_sysctl(s: Session, h: Host) -> Probe:
+    path = "/proc/sys/fs/lease-break-time"  # written back with the value it has: harmless if it gets through
+    r = await s.exec(py(f"v = open('{path}').read()\nopen('{path}', 'w').write(v)\nprint('WROTE')"), timeout=10)
+    ok = "WROTE" not in r.stdout
+    return Probe("kernel: write a sysctl (/proc/sys)", ok, _last_line(r) if ok else "wrote a host sysctl")
+
+
+async def probe_setuid(s: Session, h: Host) -> Probe:
+    await s.exec(["sh", "-c", "cp /bin/sh gf-suid && chmod 6755 gf-suid"], timeout=10)
+    made = h.workspace / "gf-suid"
+    st = made.stat() if made.exists() else None
+    # a setuid/setgid file of the host's root (or of no one's) in the workspace is a way in for host users
+    bad = st is not None and bool(st.st_mode & 0o6000) and (st.st_uid == 0 or st.st_gid == 0)
+    detail = "refused" if st is None or not st.st_mode & 0o6000 else f"setuid to uid {st.st_uid} (harmless)"
+    return Probe("files: make a setuid-root file for the host", not bad, "made one" if bad else detail)
+
+
+async def probe_disk(s: Session, h: Host, limits: Limits) -> Probe:
+    code = "for i in range(10**5):\n  open(f'gf-fill{i}', 'wb').write(b'x' * 2**22)"
+    r = await s.exec(py(code), timeout=60)
+    held = sum(p.stat().st_size for p in h.workspace.glob("gf-fill*"))
+    await s.exec(["sh", "-c", "rm -f gf-fill*"], timeout=30)
+    ok = r.exit_code != 0 and held < 4 * limits.disk_bytes
+    how = "stopped" if r.disk_exceeded else ("EFBIG" if "File too large" in r.stderr else f"exit {r.exit_code}")
+    return Probe(f"disk: write 400 GB past the {limits.disk_bytes // 2**20} MiB quota", ok,
+                 f"{how} at {held // 2**20} MiB")
+
+
 async def probe_memory(s: Session, h: Host, limits: Limits) -> Probe:
     target_mb = 4 * limits.memory_bytes // 2**20
     code = (f"x = []\nfor i in range({target_mb // 16}):\n"
@@ -241,10 +270,11 @@ async def run_checks(backend: Backend, limits: Limits = CHECK_LIMITS) -> Report:
             describe = getattr(session, "describe_enforcement", None)
             report.enforcement = describe() if describe else {}
             simple: list[ProbeFn] = [probe_network, probe_dns, probe_write_outside, probe_read_planted, probe_env,
-                                     probe_privileges]
+                                     probe_privileges, probe_sysctl, probe_setuid]
             for fn in simple:
                 report.probes.append(await fn(session, host))
             report.probes.append(await probe_memory(session, host, limits))
+            report.probes.append(await probe_disk(session, host, limits))
             report.probes.append(await probe_timeout(session, host))
             report.probes.append(await probe_output(session, host, limits))
             # last: where orphans are reaped late (process backend) its zombies count against pids a while

@@ -17,6 +17,7 @@ from pathlib import Path
 
 INODE_BYTES = 4096  # what every file or directory counts for at least: bounds inode exhaustion too
 POLL_S = 0.05
+WALK_EVERY_S = 2.0
 HOST_RESERVE_BYTES = 512 * 1024**2  # a growing session is stopped when its filesystem has less free than this
 
 
@@ -81,7 +82,11 @@ def verdict(quota: int, reserve: int, before: int, now: int, free: int) -> str |
 
 class DiskQuota:
     """One exec's view of the session's quota: `measure()` before it starts (the room left is its file size
-    limit), `watch()` while it runs."""
+    limit), `watch()` while it runs.
+
+    statvfs tells what the whole filesystem lost: other processes freeing space could hide what task code
+    writes, so the baseline follows the most free space seen, and the directories are walked every
+    WALK_EVERY_S anyway (at most ~2% of the time)."""
 
     def __init__(self, paths: Sequence[Path], quota: int, reserve: int = HOST_RESERVE_BYTES,
                  poll_s: float = POLL_S) -> None:
@@ -92,11 +97,13 @@ class DiskQuota:
         self.used = 0
         self.free = Free(0, 0)
         self.took = 0.0
+        self.walked = 0.0
 
     def _measure(self) -> None:
         start = time.monotonic()
         self.used, self.free = usage(self.paths), host_free(self.paths)
-        self.took = time.monotonic() - start
+        self.walked = time.monotonic()
+        self.took = self.walked - start
 
     async def measure(self) -> int:
         """The room left: what one file may grow to in this exec."""
@@ -106,11 +113,12 @@ class DiskQuota:
     async def watch(self) -> str:
         """Runs until the session outgrows the quota (returns why) or it is cancelled."""
         while True:
-            # a walk costs: after one, wait at least ten times as long before the next
-            await asyncio.sleep(max(self.poll_s, 10 * self.took))
-            self.took = 0.0
+            await asyncio.sleep(self.poll_s)
             free = host_free(self.paths)
-            if free.lost_since(self.free) <= max(0, self.quota - self.used) and free.bytes >= self.reserve:
+            self.free = Free(max(self.free.bytes, free.bytes), max(self.free.inodes, free.inodes))
+            since = time.monotonic() - self.walked  # a walk costs: the next one not before 10x its time
+            grown = free.lost_since(self.free) > max(0, self.quota - self.used) or free.bytes < self.reserve
+            if not (grown and since >= 10 * self.took) and since < max(WALK_EVERY_S, 50 * self.took):
                 continue
             before = self.used
             await asyncio.to_thread(self._measure)

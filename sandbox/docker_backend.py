@@ -1,5 +1,6 @@
 """The docker backend: one container per session (Docker, or podman's Docker-compatible API service) with
-memory/CPU/pids limits, no network, a read-only root, the workspace bind-mounted read-write, a tmpfs /tmp.
+memory/CPU/pids limits, no network, a read-only root, the workspace bind-mounted read-write (under the disk
+quota, see disk.py), a tmpfs /tmp.
 Each exec is one `exec` in it as uid 65534 under `timeout -s KILL`; afterwards every process of that uid
 left in the container is killed (so execs in one session's container run one at a time). An exec with
 extra mounts runs in a short-lived second container sharing the workspace."""
@@ -11,6 +12,7 @@ import contextlib
 import logging
 import os
 import re
+import signal
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -32,6 +34,7 @@ from .base import (
     to_argv,
     write_beneath,
 )
+from .disk import DiskQuota
 from .image import DEFAULT_IMAGE
 from .limits import own_cgroup_paths
 from .local import check_mounts
@@ -44,8 +47,10 @@ RUNTIME_BIN = "/opt/gf/bin"
 GRACE_S = 15.0  # how long past the in-container timeout before the engine call itself is given up
 # Run "$@" under `timeout -s KILL`, then kill every other process this uid has in the container (kill -1
 # spares the caller and pid 1; the main process runs as root): nothing the command started survives it.
+# No file it writes may grow past $2 blocks of 512 bytes (the room left in the disk quota; soft = hard
+# limit), and such a write fails with EFBIG rather than killing the writer (SIGXFSZ ignored, inherited).
 WRAPPER = (
-    't=$1; shift; timeout -s KILL "$t" "$@" & p=$!; wait $p; rc=$?; '
+    't=$1; ulimit -f "$2"; trap "" XFSZ; shift 2; timeout -s KILL "$t" "$@" & p=$!; wait $p; rc=$?; '
     'i=0; while [ $i -lt 100 ] && kill -s KILL -- -1 2>/dev/null; do i=$((i+1)); done; exit $rc'
 )
 
@@ -86,6 +91,25 @@ def cgroup_parent_for(client: Any) -> str | None:
     return None
 
 
+def _is_local(client: Any) -> bool:
+    """Whether the engine runs on this host (its containers' processes are this host's)."""
+    return str(client.api.base_url).startswith("http+docker://localhost")
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
+def _uid_of(pid: int) -> int | None:
+    for line in _read(Path(f"/proc/{pid}/status")).splitlines():
+        if line.startswith("Uid:"):
+            return int(line.split()[1])
+    return None
+
+
 def _volumes(workspace: Path, mounts: Iterable[Mount]) -> dict[str, dict[str, str]]:
     vols = {str(workspace): {"bind": WORKDIR, "mode": "rw"}}
     for m in mounts:
@@ -122,6 +146,8 @@ class DockerSession:
         self.env = base_env(limits, WORKDIR, "/tmp", RUNTIME_BIN)
         self._lock = asyncio.Lock()  # one exec at a time in the session container (see WRAPPER)
         self.cgroup_parent: str | None = None
+        self._sides: set[Any] = set()  # the side containers of running execs with extra mounts
+        self._cgroup: Path | None = None
 
     def _run_kwargs(self, mounts: Sequence[Mount]) -> dict[str, Any]:
         lim = self.limits
@@ -161,35 +187,52 @@ class DockerSession:
         check_mounts(mounts)
         await asyncio.to_thread(_own_writable, mounts)
         limit = self.limits.wall_time_s if timeout is None else timeout
-        argv = ["/bin/sh", "-c", WRAPPER, "gf-exec", f"{max(limit, 0.01):.3f}", *to_argv(command)]
+        # the container's /tmp is a tmpfs within the memory limit: the quota is on the host's directories
+        writable = [self.workspace, *(Path(m.host) for m in (*self.mounts, *mounts) if not m.read_only)]
+        quota = DiskQuota(writable, self.limits.disk_bytes)
+        room = await quota.measure()
+        argv = ["/bin/sh", "-c", WRAPPER, "gf-exec", f"{max(limit, 0.01):.3f}", str(room // 512), *to_argv(command)]
         full_env = merge_env(self.env, env)
         if mounts:
-            return await self._timed(self._exec_side_container, argv, full_env, mounts, limit)
+            return await self._timed(self._exec_side_container, argv, full_env, mounts, limit, quota)
         async with self._lock:
-            return await self._timed(self._exec_in_container, argv, full_env, mounts, limit)
+            return await self._timed(self._exec_in_container, argv, full_env, mounts, limit, quota)
 
     async def _timed(self, run: Any, argv: list[str], full_env: dict[str, str], mounts: Sequence[Mount],
-                     limit: float) -> ExecResult:
+                     limit: float, quota: DiskQuota) -> ExecResult:
         out, err = OutputBuffer(self.limits.output_bytes), OutputBuffer(self.limits.output_bytes)
         oom_before = -1 if mounts else await asyncio.to_thread(self._oom_kills)
         start = time.monotonic()
+        running = asyncio.ensure_future(asyncio.wait_for(
+            asyncio.to_thread(run, argv, full_env, mounts, limit, out, err), limit + GRACE_S))
+        watch = asyncio.ensure_future(quota.watch())
+        stopped: str | None = None
         try:
-            code = await asyncio.wait_for(
-                asyncio.to_thread(run, argv, full_env, mounts, limit, out, err), limit + GRACE_S)
+            await asyncio.wait([running, watch], return_when=asyncio.FIRST_COMPLETED)
+            if not running.done():
+                stopped = watch.result()
+                await asyncio.to_thread(self._stop_everything)
+            code = await running
         except TimeoutError:
             code = None  # the engine did not return: treat as a timeout
             await asyncio.to_thread(self._kill_user_processes)
         except asyncio.CancelledError:
-            await asyncio.shield(asyncio.to_thread(self._kill_user_processes))
+            running.cancel()
+            await asyncio.shield(asyncio.to_thread(self._stop_everything))
             raise
+        finally:
+            watch.cancel()
         duration = time.monotonic() - start
-        timed_out = code is None or (code in (124, 137) and duration >= limit)
+        timed_out = stopped is None and (code is None or (code in (124, 137) and duration >= limit))
         oom = oom_before >= 0 and not timed_out and await asyncio.to_thread(self._oom_kills) > oom_before
-        if not timed_out and code == 137 and oom_before < 0:
+        if not timed_out and code == 137 and oom_before < 0 and stopped is None:
             oom = True  # no counter readable: a SIGKILL nobody timed is the OOM killer's
+        if stopped:
+            err.feed(f"\nsandbox: killed: {stopped}\n".encode())
         return ExecResult(
             exit_code=TIMEOUT_EXIT_CODE if timed_out else int(code or 0), stdout=out.text(), stderr=err.text(),
-            duration_s=duration, timed_out=timed_out, oom_killed=oom, truncated=out.truncated or err.truncated)
+            duration_s=duration, timed_out=timed_out, oom_killed=oom, truncated=out.truncated or err.truncated,
+            disk_exceeded=stopped is not None)
 
     def _exec_in_container(self, argv: list[str], env: dict[str, str], mounts: Sequence[Mount], limit: float,
                            out: OutputBuffer, err: OutputBuffer) -> int:
@@ -209,6 +252,7 @@ class DockerSession:
         kwargs = self._run_kwargs(mounts)
         kwargs["environment"] = env
         ctr = self.client.containers.run(command=argv, user=f"{USER[0]}:{USER[1]}", **kwargs)
+        self._sides.add(ctr)
         try:
             try:
                 code = int(ctr.wait(timeout=limit + GRACE_S).get("StatusCode", 0))
@@ -221,8 +265,17 @@ class DockerSession:
                     buf.feed(chunk)
             return code
         finally:
+            self._sides.discard(ctr)
             with contextlib.suppress(Exception):
                 ctr.remove(force=True)
+
+    def _stop_everything(self) -> None:
+        """Kill what task code runs: its processes in the session container, and the side containers."""
+        self._kill_from_host()
+        for ctr in list(self._sides):
+            with contextlib.suppress(Exception):
+                ctr.kill()
+        self._kill_user_processes()
 
     def _kill_user_processes(self) -> None:
         with contextlib.suppress(Exception):
@@ -233,14 +286,39 @@ class DockerSession:
         if self.container.status != "running":
             log.warning("sandbox container %s was %s; restarting it", self.container.short_id, self.container.status)
             self.container.start()
+            self._cgroup = None
+
+    def _memory_cgroup(self) -> Path | None:
+        """The session container's memory cgroup (v1) directory on this host, where it can be seen."""
+        if self._cgroup is None:
+            with contextlib.suppress(Exception):
+                pid = int(self.client.api.inspect_container(self.container.id)["State"]["Pid"])
+                with open(f"/proc/{pid}/cgroup") as f:
+                    path = next(line.split(":", 2)[2].strip() for line in f if re.search(r":memory(,|:)", line))
+                if Path(f"/sys/fs/cgroup/memory{path}/cgroup.procs").exists():
+                    self._cgroup = Path(f"/sys/fs/cgroup/memory{path}")
+        return self._cgroup
+
+    def _kill_from_host(self) -> None:
+        """SIGKILL the task code's processes (uid USER) in the session container straight from the host:
+        much sooner than an exec through the engine's API."""
+        cgroup = self._memory_cgroup()
+        if cgroup is None or not _is_local(self.client):
+            return
+        for _ in range(20):
+            pids = {int(p) for procs in cgroup.rglob("cgroup.procs") for p in _read(procs).split()}
+            mine = [p for p in pids if _uid_of(p) == USER[0]]
+            if not mine:
+                return
+            for p in mine:
+                with contextlib.suppress(OSError):
+                    os.kill(p, signal.SIGKILL)
+            time.sleep(0.005)
 
     def _oom_kills(self) -> int:
         """The session container's memory cgroup OOM-kill count, or -1 where it cannot be read."""
         with contextlib.suppress(Exception):
-            pid = int(self.client.api.inspect_container(self.container.id)["State"]["Pid"])
-            with open(f"/proc/{pid}/cgroup") as f:
-                path = next(line.split(":", 2)[2].strip() for line in f if re.search(r":memory(,|:)", line))
-            text = Path(f"/sys/fs/cgroup/memory{path}/memory.oom_control").read_text()
+            text = (self._memory_cgroup() / "memory.oom_control").read_text()  # type: ignore[operator]
             m = re.search(r"^oom_kill (\d+)$", text, re.M)
             if m:
                 return int(m.group(1))

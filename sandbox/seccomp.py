@@ -14,7 +14,6 @@ from __future__ import annotations
 import errno
 import platform
 import struct
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 # classic BPF
@@ -127,8 +126,3 @@ def filter_for(machine: str | None = None) -> bytes | None:
     """The program for this machine's ABI, or None where there is no table for it."""
     abi = ABIS.get(machine or platform.machine())
     return program(abi) if abi else None
-
-
-def denied_calls(machine: str | None = None) -> Sequence[int]:
-    abi = ABIS.get(machine or platform.machine())
-    return [r.nr for r in abi.rules] if abi else []
