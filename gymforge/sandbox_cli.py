@@ -86,6 +86,8 @@ def kill_reason(r: ExecResult, limits: Limits) -> str | None:
         return f"killed: timed out after {limits.wall_time_s:g}s"
     if r.oom_killed:
         return f"killed: out of memory (limit {limits.memory_bytes // 2**20} MiB)"
+    if r.disk_exceeded:
+        return f"killed: past the disk quota ({limits.disk_bytes // 2**20} MiB)"
     if r.exit_code == 137:
         return "killed by SIGKILL (likely the memory limit)"
     if r.truncated:

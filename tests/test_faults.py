@@ -19,7 +19,7 @@ pytestmark = pytest.mark.timeout(900)
 
 async def test_a_run_through_a_failing_endpoint_completes_and_loses_nothing(
         nats_server: EmbeddedNats, bus: Bus, data_dir: Path) -> None:
-    faults = Faults(error_rate=0.3, hang_rate=0.03, hang_s=60, seed=7)
+    faults = Faults(error_rate=0.3, hang_rate=0.1, hang_s=60, seed=7)
     async with TeacherServer(faults=faults) as teacher:
         env = {"GYMFORGE_TEACHER_PORT": str(teacher.port), "GYMFORGE_LLM_TIMEOUT_S": "2",
                "GYMFORGE_LOG_FORMAT": "json"}
