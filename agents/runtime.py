@@ -115,6 +115,7 @@ class AgentRunner:
         try:
             await self._starting("consume", self.consumer.run)
         finally:
+            await self.consumer.settled()  # the model client and sandbox stay open for in-flight work
             await self.agent.stop()
 
     def stop(self) -> None:

@@ -129,6 +129,11 @@ class Consumer:
         """Stop fetching; in-flight handlers go on until `drain`."""
         self._stopping.set()
 
+    async def settled(self) -> None:
+        """Return once no handler is running (after `drain` let them finish or cancelled them)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
     async def drain(self, grace_s: float) -> int:
         """Wait up to grace_s for in-flight handlers; cancel the rest (they stay un-acked). Returns #cancelled."""
         self.stop()
