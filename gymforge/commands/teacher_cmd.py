@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -54,8 +55,11 @@ def cmd_teacher(args: argparse.Namespace, s: Settings) -> int:
             raise UserError(f"cannot listen on {args.host}:{port}: {exc.strerror}") from None
         print(f"offline teacher (rule-based stand-in, not a model) on {server.base_url}; Ctrl-C to stop",
               file=sys.stderr)
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
         try:
-            await asyncio.Event().wait()
+            await stop.wait()
         finally:
             await server.stop()
 
