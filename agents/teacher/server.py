@@ -57,6 +57,9 @@ class TeacherApp:
         self.faults = faults or Faults()
         self.rng = random.Random(self.faults.seed)
         self.counters = Counters()
+        # one policy call at a time: it runs in a worker thread (the loop stays free) and CPython 3.11's
+        # ast.parse, which it uses on baseline.py, is not thread-safe (gh-106905); under the GIL nothing is lost
+        self.policy_lock = asyncio.Lock()
         self.app = web.Application(client_max_size=64 * 1024 * 1024)
         self.app.add_routes([web.post("/v1/chat/completions", self.chat), web.get("/v1/models", self.models),
                              web.get("/healthz", self.health)])
@@ -95,7 +98,8 @@ class TeacherApp:
         purpose = request.headers.get(PURPOSE_HEADER, "")
         self.counters.by_purpose[purpose] = self.counters.by_purpose.get(purpose, 0) + 1
         try:
-            text = await asyncio.to_thread(answer, purpose, messages, self.config, seed, tools)
+            async with self.policy_lock:
+                text = await asyncio.to_thread(answer, purpose, messages, self.config, seed, tools)
         except PolicyError as exc:
             return web.json_response(error_body(str(exc), "invalid_request_error"), status=400)
         message = tool_message(text, len(messages)) if offers_bash(tools) else {"role": "assistant", "content": text}
