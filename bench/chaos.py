@@ -19,12 +19,13 @@ as topic.requested events over the seed domains. Then:
   a reason, or task graded), every durable consumer is drained and the sink's ledger holds every event;
   then the agents get SIGTERM.
 
-It then checks (bench/chaos_checks.py): every topic terminal; each graded task has exactly `attempts`
-trajectory rows, one per attempt, each with its record and verdict; solve.requested = trajectory.completed
-= verdicts = trajectory rows; task.validated = task.graded; ledger rows = distinct stream seqs = stream
-messages (no event id twice); every consumer at num_pending = num_ack_pending = 0; no agent exited on its
-own (except refusing to start while NATS was down); no process left over. It prints the counts and exits 1
-when an invariant fails. Each process's log is in DATA_DIR/logs (kept on failure, or with --keep).
+It then checks (bench/chaos_checks.py): no more topics proposed than requested; every topic terminal;
+each graded task has exactly `attempts` trajectory rows, one per attempt, each with its record and verdict;
+solve.requested = trajectory.completed = verdicts = trajectory rows; task.validated = task.graded; ledger
+rows = distinct stream seqs = stream messages (no event id twice); every consumer at num_pending =
+num_ack_pending = 0; no agent exited on its own (except refusing to start while NATS was down); no process
+left over. It prints the counts and exits 1 when an invariant fails. Each process's log is in DATA_DIR/logs
+(kept on failure, or with --keep).
 
 Acks wait 10 s (GYMFORGE_ACK_WAIT_S) so a killed replica's work is redelivered quickly; heartbeats keep
 long work alive. The crash-loop guard (GYMFORGE_MAX_DELIVER) is raised from 5 to 20 deliveries: with a kill
@@ -267,7 +268,7 @@ class Chaos:
         exclude = {server.proc.pid} if server.proc else set()
         r.failures += [f"left over: {p}" for p in leftover_processes(str(data_dir), exclude)]
         if bus is not None:
-            verdict = verify(data_dir / "gymforge.db", await snapshot(bus), self.o.attempts, set(ROLES))
+            verdict = verify(data_dir / "gymforge.db", await snapshot(bus), self.o.attempts, set(ROLES), self.o.topics)
             r.counts, r.failures = verdict.counts, r.failures + verdict.failures
             if r.counts.get("dead letters"):
                 r.notes += [f"dead letter ({d['role']}): {d['reason']}" for d in query(

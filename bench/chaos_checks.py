@@ -117,7 +117,7 @@ class Verdict:
             self.failures.append(message)
 
 
-def verify(db: Path, snap: Snapshot, attempts: int, roles: set[str]) -> Verdict:
+def verify(db: Path, snap: Snapshot, attempts: int, roles: set[str], requested: int) -> Verdict:
     """Every invariant of a settled run; the counts the report prints."""
     v = Verdict()
     states = outcomes(db)
@@ -127,14 +127,14 @@ def verify(db: Path, snap: Snapshot, attempts: int, roles: set[str]) -> Verdict:
     ledger = query(db, "SELECT COUNT(*) AS n, COUNT(DISTINCT stream_seq) AS seqs FROM ledger")[0] if db.exists() \
         else {"n": 0, "seqs": 0}
     v.counts = {
-        "topics": len(states), "terminal": sum(by_state[s] for s in TERMINAL),
+        "topics requested": requested, "topics": len(states), "terminal": sum(by_state[s] for s in TERMINAL),
         **{s: by_state[s] for s in TERMINAL},
         "tasks validated": snap.count("task.validated"), "tasks rejected": snap.count("task.rejected"),
         "tasks graded": sum(t["status"] == "graded" for t in tasks), "trajectories": len(trajs),
         "accepted": sum(t["status"] == "accepted" for t in trajs), "redeliveries": snap.redeliveries,
         "dead letters": snap.dead, "events": snap.messages, "ledger rows": ledger["n"],
     }
-    v.require(len(states) > 0, "no topic was proposed")
+    v.require(0 < len(states) <= requested, f"{len(states)} topics proposed for {requested} requested")
     v.require(snap.count("topic.proposed") == len(states),
               f"{snap.count('topic.proposed')} topic.proposed events but {len(states)} topics in the store")
     stuck = {t: s for t, s in states.items() if s not in TERMINAL}
