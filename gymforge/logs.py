@@ -127,6 +127,15 @@ def redactor() -> Redactor:
     return _redactor
 
 
+def _traceback_formatter() -> Any:
+    """Rich tracebacks without locals (where an API key would sit) when rich is installed, else plain ones."""
+    try:
+        import rich  # noqa: F401
+    except ImportError:
+        return structlog.dev.plain_traceback
+    return structlog.dev.RichTracebackFormatter(show_locals=False)
+
+
 def configure(level: str = "info", fmt: str = "auto", stream: Any = None, secrets: Iterable[str] = ()) -> None:
     """Set up structlog and logging; `secrets` are values to mask besides the secret-looking env vars."""
     global _redactor
@@ -142,7 +151,7 @@ def configure(level: str = "info", fmt: str = "auto", stream: Any = None, secret
         tail: list[Any] = []
         renderer: Any = structlog.dev.ConsoleRenderer(
             colors=stream.isatty(),
-            exception_formatter=structlog.dev.RichTracebackFormatter(show_locals=False),
+            exception_formatter=_traceback_formatter(),
         )
     else:
         tail = [structlog.processors.ExceptionRenderer(
