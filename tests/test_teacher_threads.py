@@ -11,6 +11,7 @@ import threading
 from typing import Any
 
 import aiohttp
+import pytest
 
 from agents.llm import PURPOSE_HEADER
 from agents.teacher.server import TeacherServer
@@ -40,6 +41,7 @@ def make_garbage(stop: threading.Event) -> None:
         junk.append(junk)  # a cycle: only the collector frees it
 
 
+@pytest.mark.timeout(900)  # a GIL-hungry garbage thread on a loaded 2-core machine is slow, not stuck
 async def test_concurrent_solve_requests_are_all_answered() -> None:
     stop = threading.Event()
     garbage = threading.Thread(target=make_garbage, args=(stop,))
