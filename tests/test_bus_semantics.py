@@ -9,16 +9,7 @@ import asyncio
 from bus import Bus, BusSettings, Consumer, ConsumerSpec, make_envelope
 from bus.codec import Event
 from bus.events import TopicProposed, TopicRequested, subject_for
-
-
-async def _run(consumer, until, timeout=20.0):
-    task = asyncio.create_task(consumer.run())
-    try:
-        await asyncio.wait_for(until.wait(), timeout)
-    finally:
-        await consumer.drain(1.0)
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+from tests.test_bus import run_consumer
 
 
 async def test_heartbeat_keeps_long_handler_from_redelivery(bus: Bus) -> None:
@@ -35,7 +26,7 @@ async def test_heartbeat_keeps_long_handler_from_redelivery(bus: Bus) -> None:
                  concurrency=4)
     for i in range(3):
         await bus.publish(make_envelope("topic.requested", TopicRequested(domain=f"d{i}", count=1), producer="t"))
-    await _run(c, done)
+    await run_consumer(c, done, timeout=20.0)
     await asyncio.sleep(0.3)
     assert seen == [1, 1, 1], seen
     info = await bus.js.consumer_info("GYMFORGE", "hb")
@@ -64,7 +55,7 @@ async def test_concurrency_limit_and_event_metadata(bus: Bus) -> None:
         env = make_envelope("topic.requested", TopicRequested(domain=f"d{i}", count=1), producer="t")
         await bus.js.publish(subject_for("topic.requested"), env.model_dump_json(exclude_none=True).encode(),
                              headers={"Nats-Msg-Id": env.id, "X-Test": str(i)})
-    await _run(c, done)
+    await run_consumer(c, done, timeout=20.0)
     assert peak == 5, peak
     assert sorted(e.stream_seq for e in events) == list(range(1, 61))
     assert all(e.subject == "gf.topic.requested" and e.deliveries == 1 for e in events)
@@ -88,7 +79,7 @@ async def test_outputs_in_order_and_published_before_ack(nats_server) -> None:  
 
         c = Consumer(bus, ConsumerSpec("o", [subject_for("topic.requested")]), "o", handler)
         await bus.publish(make_envelope("topic.requested", TopicRequested(domain="d", count=1), producer="t"))
-        await _run(c, done)
+        await run_consumer(c, done, timeout=20.0)
         await asyncio.sleep(0.3)
         info = await bus.js.consumer_info("GYMFORGE", "o")
         assert info.num_ack_pending == 0 and info.num_pending == 0
@@ -119,7 +110,7 @@ async def test_failing_publish_naks_input(bus: Bus) -> None:
     c = Consumer(bus, ConsumerSpec("f", [subject_for("topic.requested")]), "f", handler,
                  retry=RetryPolicy(base_delay_s=0.05))
     await bus.publish(make_envelope("topic.requested", TopicRequested(domain="d", count=1), producer="t"))
-    await _run(c, done)
+    await run_consumer(c, done, timeout=20.0)
     await asyncio.sleep(0.3)
     assert tries == [1, 2], tries
     info = await bus.js.stream_info("GYMFORGE", subjects_filter="gf.topic.proposed")
