@@ -21,6 +21,7 @@ from gymforge.app import (
 )
 from gymforge.config import Settings
 from gymforge.errors import UserError
+from gymforge.web.listen import listen_arg
 
 log = structlog.get_logger("gymforge")
 
@@ -29,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("agent", help="run one role as a long-lived daemon")
     p.add_argument("role", help=f"one of: {', '.join(sorted(ROLES))}")
     p.add_argument("--concurrency", type=int, default=None, help="messages handled at once")
-    p.add_argument("--metrics-port", default=None, metavar="[HOST:]PORT",
+    p.add_argument("--metrics-port", default=None, metavar="[HOST:]PORT", type=listen_arg,
                    help="serve /metrics, /healthz and /readyz here")
     p.set_defaults(func=with_settings(cmd_agent))
 

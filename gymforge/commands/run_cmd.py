@@ -30,6 +30,7 @@ from gymforge.app import (
 )
 from gymforge.config import Settings
 from gymforge.errors import UserError
+from gymforge.web.listen import listen_arg
 
 DOMAINS = ("computer vision", "natural language processing", "tabular data", "time series", "healthcare")
 STAGES = {"topic.proposed": "topics", "dataset.verified": "datasets", "task.validated": "tasks",
@@ -43,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--until-trajectories", type=int, default=None, help="stop after M accepted trajectories")
     p.add_argument("--idle-seconds", type=float, default=8.0, help="stop after this long with no work left")
     p.add_argument("--no-seed", action="store_true", help="seed nothing; process what is injected")
-    p.add_argument("--metrics-port", default=None, metavar="[HOST:]PORT",
+    p.add_argument("--metrics-port", default=None, metavar="[HOST:]PORT", type=listen_arg,
                    help="serve /metrics, /healthz and /readyz here")
     p.set_defaults(func=with_settings(cmd_run))
 

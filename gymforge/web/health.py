@@ -12,20 +12,9 @@ from agents.runtime import Supervisor
 from bus import Bus
 from gymforge.errors import UserError
 from gymforge.metrics import Metrics
+from gymforge.web.listen import parse_listen
 
 PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-
-
-def parse_listen(value: str) -> tuple[str, int]:
-    """`PORT` or `HOST:PORT`; a bare port listens on every interface (Prometheus scrapes from afar)."""
-    host, _, port = value.rpartition(":")
-    try:
-        number = int(port)
-    except ValueError:
-        raise UserError(f"--metrics-port wants PORT or HOST:PORT, not {value!r}") from None
-    if not 0 <= number <= 65535:
-        raise UserError(f"--metrics-port {number} is not a port")
-    return host.strip("[]") or "0.0.0.0", number
 
 
 def readiness(bus: Bus, sup: Supervisor) -> Callable[[], str | None]:
