@@ -18,6 +18,7 @@ from pathlib import Path
 INODE_BYTES = 4096  # what every file or directory counts for at least: bounds inode exhaustion too
 POLL_S = 0.05
 WALK_EVERY_S = 2.0
+INLINE_WALK_S = 0.0005  # a walk this quick runs on the event loop (a small workspace); longer ones in a thread
 HOST_RESERVE_BYTES = 512 * 1024**2  # a growing session is stopped when its filesystem has less free than this
 
 
@@ -105,9 +106,13 @@ class DiskQuota:
         self.walked = time.monotonic()
         self.took = self.walked - start
 
-    async def measure(self) -> int:
-        """The room left: what one file may grow to in this exec."""
-        await asyncio.to_thread(self._measure)
+    async def measure(self, last_walk_s: float | None = None) -> int:
+        """The room left: what one file may grow to in this exec. The walk runs in a thread unless the
+        session's last one (`last_walk_s`) was quick enough to run here (a thread costs more than it)."""
+        if last_walk_s is not None and last_walk_s < INLINE_WALK_S:
+            self._measure()
+        else:
+            await asyncio.to_thread(self._measure)
         return max(0, self.quota - self.used)
 
     async def watch(self) -> str:

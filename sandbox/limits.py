@@ -107,10 +107,14 @@ class Cgroups:
     def procs_files(self) -> list[str]:
         return [str(d / "cgroup.procs") for d in self.dirs.values()]
 
+    def members(self) -> set[int]:
+        """Every process in the session's cgroups (a few small reads: cheap enough for the event loop)."""
+        return set().union(*(_members(d) for d in self.dirs.values()))
+
     def kill_except(self, keep: set[int], rounds: int = 50) -> None:
         """SIGKILL every process in the session's cgroups but `keep` (what an exec left behind)."""
         for _ in range(rounds):
-            pids = set().union(*(_members(d) for d in self.dirs.values())) - keep
+            pids = self.members() - keep
             if not pids:
                 return
             for pid in pids:
@@ -123,8 +127,13 @@ class Cgroups:
         d = self.dirs.get("memory")
         if d is None:
             return 0
-        with contextlib.suppress(OSError):
-            m = re.search(r"^oom_kill (\d+)$", (d / "memory.oom_control").read_text(), re.M)
+        with contextlib.suppress(OSError):  # os.open/read: read twice per exec, a third of pathlib's cost
+            fd = os.open(d / "memory.oom_control", os.O_RDONLY)
+            try:
+                text = os.read(fd, 4096)
+            finally:
+                os.close(fd)
+            m = re.search(rb"^oom_kill (\d+)$", text, re.M)
             if m:
                 return int(m.group(1))
         return 0
@@ -137,11 +146,27 @@ class Cgroups:
 
 
 def _members(path: Path) -> set[int]:
+    """The pids in a cgroup and its descendants (os.scandir and os.read: this runs after every exec)."""
     found: set[int] = set()
-    for procs in path.rglob("cgroup.procs"):
+    stack = [str(path)]
+    while stack:
+        top = stack.pop()
         with contextlib.suppress(OSError):
-            found.update(int(p) for p in procs.read_text().split())
+            fd = os.open(os.path.join(top, "cgroup.procs"), os.O_RDONLY)
+            try:
+                found.update(int(p) for p in _read_all(fd).split())
+            finally:
+                os.close(fd)
+        with contextlib.suppress(OSError), os.scandir(top) as entries:
+            stack.extend(e.path for e in entries if e.is_dir(follow_symlinks=False))
     return found
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while chunk := os.read(fd, 65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def remove_cgroup(path: Path, rounds: int = 200) -> None:

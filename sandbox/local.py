@@ -33,6 +33,7 @@ class LocalSession:
         self.launcher: Launcher | None = None
         self._active = 0
         self._closed = False
+        self.last_walk_s: float | None = None  # how long the disk quota's last walk of the session took
 
     async def start(self) -> None:
         self.cgroups = await asyncio.to_thread(Cgroups.create, self.limits)
@@ -71,7 +72,8 @@ class LocalSession:
         launcher = await self._launcher()
         writable = [self.workspace, self.private, *(Path(m.host) for m in (*self.mounts, *mounts) if not m.read_only)]
         quota = DiskQuota(writable, self.limits.disk_bytes)
-        room = await quota.measure()
+        room = await quota.measure(self.last_walk_s)
+        self.last_walk_s = quota.took
         fds = self.exec_fds()
         self._active += 1
         try:
@@ -90,7 +92,7 @@ class LocalSession:
             for fd in fds:
                 os.close(fd)
             self._active -= 1
-            if not self._active and self.cgroups.dirs:
+            if not self._active and self.cgroups.members() - {launcher.proc.pid}:
                 # whatever escaped the exec's process group (setsid) dies with the last running exec
                 await asyncio.to_thread(self.cgroups.kill_except, {launcher.proc.pid})
 

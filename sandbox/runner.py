@@ -91,30 +91,33 @@ class Launcher:
         self.spawned.clear()
         self.exited.clear()
 
-    async def spawn(self, path: str, argv: Sequence[str], env: Mapping[str, str], fds: list[int],
-                    fsize: int | None = None) -> tuple[int, asyncio.Future[int]]:
-        """Start argv (with `fsize` as its soft RLIMIT_FSIZE); returns its pid and a future of its wait status."""
+    def send(self, path: str, argv: Sequence[str], env: Mapping[str, str], fds: list[int],
+             fsize: int | None = None) -> tuple[asyncio.Future[int], asyncio.Future[int]]:
+        """Ask for argv to be started (with `fsize` as its soft RLIMIT_FSIZE); returns at once with a future of
+        its pid (OSError when it could not start) and one of its wait status. The fds may be closed now."""
         rid = next(self.ids)
         spawned, exited = self.loop.create_future(), self.loop.create_future()
-        self.spawned[rid], self.exited[rid] = spawned, exited
         request: dict[str, object] = {"id": rid, "path": path, "argv": list(argv), "env": dict(env)}
         if fsize is not None:
             request["fsize"] = fsize
         msg = json.dumps(request).encode()
         try:
-            try:
-                self.sock.sendmsg([msg], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
-            except OSError as e:
-                if e.errno == errno.EMSGSIZE:
-                    raise OSError(f"command and environment too large ({len(msg)} bytes)") from None
-                raise SandboxUnavailable(f"the sandbox launcher is gone ({e})") from None
+            self.sock.sendmsg([msg], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
+        except OSError as e:
+            if e.errno == errno.EMSGSIZE:
+                raise OSError(f"command and environment too large ({len(msg)} bytes)") from None
+            raise SandboxUnavailable(f"the sandbox launcher is gone ({e})") from None
+        self.spawned[rid], self.exited[rid] = spawned, exited
+        return spawned, exited
+
+    async def spawn(self, path: str, argv: Sequence[str], env: Mapping[str, str], fds: list[int],
+                    fsize: int | None = None) -> tuple[int, asyncio.Future[int]]:
+        """`send`, then wait until it started: its pid and a future of its wait status."""
+        spawned, exited = self.send(path, argv, env, fds, fsize)
+        try:
             return await spawned, exited
         except BaseException:
-            self.spawned.pop(rid, None)
-            self.exited.pop(rid, None)
-            if exited.done() and not exited.cancelled():
-                exited.exception()  # retrieved: the error is the one raised here
-            exited.cancel()
+            _forget(exited)
             raise
 
     async def close(self) -> None:
@@ -134,22 +137,75 @@ def _resolve(fut: asyncio.Future | None, value: object, error: BaseException | N
         fut.set_result(value)
 
 
-class _Sink(asyncio.Protocol):
-    def __init__(self, buf: OutputBuffer, done: asyncio.Future[None]) -> None:
-        self.buf, self.done = buf, done
+def _forget(fut: asyncio.Future[Any]) -> None:
+    """Nobody will await `fut`: retrieve its error if it has one (no 'never retrieved' warning), else cancel."""
+    if fut.done():
+        if not fut.cancelled():
+            fut.exception()
+    else:
+        fut.cancel()
 
-    def data_received(self, data: bytes) -> None:
-        self.buf.feed(data)
 
-    def connection_lost(self, exc: Exception | None) -> None:
+class PipeReader:
+    """One pipe read into an OutputBuffer by event-loop callbacks (add_reader): nothing to await to set up,
+    `done` resolves at end of file. `close()` stops reading (idempotent)."""
+
+    def __init__(self, fd: int, buf: OutputBuffer) -> None:
+        self.fd, self.buf = fd, buf
+        self.loop = asyncio.get_running_loop()
+        self.done: asyncio.Future[None] = self.loop.create_future()
+        os.set_blocking(fd, False)
+        self.loop.add_reader(fd, self._readable)
+
+    def _readable(self) -> None:
+        try:
+            data = os.read(self.fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if data:
+            self.buf.feed(data)
+        else:
+            self.close()
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            self.loop.remove_reader(self.fd)
+            os.close(self.fd)
+            self.fd = -1
         _resolve(self.done, None)
 
 
-async def _read_pipe(fd: int, buf: OutputBuffer) -> tuple[asyncio.BaseTransport, asyncio.Future[None]]:
-    loop = asyncio.get_running_loop()
-    done: asyncio.Future[None] = loop.create_future()
-    transport, _ = await loop.connect_read_pipe(lambda: _Sink(buf, done), os.fdopen(fd, "rb", 0))
-    return transport, done
+def kill_when_started(spawned: asyncio.Future[int]) -> None:
+    """Kill the process group once its pid is known (now, or when the launcher's reply comes)."""
+    def kill(f: asyncio.Future[int]) -> None:
+        if not f.cancelled() and f.exception() is None:
+            kill_group(f.result())
+    spawned.add_done_callback(kill)
+
+
+async def _wait_exit(spawned: asyncio.Future[int], exited: asyncio.Future[int],
+                     abort: Callable[[], Coroutine[Any, Any, str]] | None, timeout: float) -> tuple[bool, str | None]:
+    """Until the command exits (False, None), times out (True, None) or `abort` gives a reason (False, reason);
+    on timeout or abort its process group is killed here (once its pid is known)."""
+    watch = asyncio.ensure_future(abort()) if abort is not None else None
+    try:
+        finished, _ = await asyncio.wait([exited, *([watch] if watch else [])], timeout=timeout,
+                                         return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if watch is not None:
+            watch.cancel()
+    if exited in finished:
+        return False, None
+    stopped = watch.result() if watch is not None and watch in finished else None
+    kill_group(await spawned)
+    return stopped is None, stopped
+
+
+def _close_all(readers: list[PipeReader]) -> None:
+    for r in readers:
+        r.close()
 
 
 def kill_group(pgid: int) -> None:
@@ -188,9 +244,9 @@ async def run_process(
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     devnull = os.open(os.devnull, os.O_RDONLY)
-    try:
-        pid, exited = await launcher.spawn(path, argv, env, [devnull, out_w, err_w, *extra_fds], file_bytes)
-    except OSError as e:
+    try:  # not waiting for the pid: the command runs meanwhile; it is needed only to kill the group
+        spawned, exited = launcher.send(path, argv, env, [devnull, out_w, err_w, *extra_fds], file_bytes)
+    except OSError as e:  # too large to send
         for fd in (out_r, err_r):
             os.close(fd)
         return ExecResult(126, "", f"{argv[0]}: {e}\n", time.monotonic() - start, False, False, False)
@@ -201,36 +257,25 @@ async def run_process(
     finally:
         for fd in (devnull, out_w, err_w):
             os.close(fd)
-    readers = [await _read_pipe(out_r, out), await _read_pipe(err_r, err)]
-    watch = asyncio.ensure_future(abort()) if abort is not None else None
-    timed_out, stopped = False, None
+    readers = [PipeReader(out_r, out), PipeReader(err_r, err)]
     try:
-        finished, _ = await asyncio.wait([exited, *([watch] if watch else [])], timeout=timeout,
-                                         return_when=asyncio.FIRST_COMPLETED)
-        if exited not in finished:
-            if watch in finished:
-                stopped = watch.result()
-            else:
-                timed_out = True
-    except BaseException:  # cancelled (or the watch failed): nothing may outlive the exec
-        kill_group(pid)
-        for transport, _ in readers:
-            transport.close()
-        raise
-    finally:
-        if watch is not None:
-            watch.cancel()
-    kill_group(pid)  # on timeout the command itself; after a normal exit, what it left in the background
-    try:
+        timed_out, stopped = await _wait_exit(spawned, exited, abort, timeout)
         status = await exited
-    except BaseException:  # the launcher died
-        for transport, _ in readers:
-            transport.close()
+        pid = await spawned
+    except OSError as e:  # it could not be started
+        _close_all(readers)
+        return ExecResult(126, "", f"{argv[0]}: {e}\n", time.monotonic() - start, False, False, False)
+    except BaseException:  # cancelled, or the launcher died: nothing may outlive the exec
+        kill_when_started(spawned)
+        _forget(exited)
+        _close_all(readers)
         raise
+    kill_group(pid)  # on timeout the command itself; after a normal exit, what it left in the background
     duration = time.monotonic() - start
-    await asyncio.wait([done for _, done in readers], timeout=DRAIN_GRACE_S)
-    for transport, _ in readers:
-        transport.close()
+    try:
+        await asyncio.wait([r.done for r in readers], timeout=DRAIN_GRACE_S)
+    finally:
+        _close_all(readers)
     if stopped:
         err.feed(f"\nsandbox: killed: {stopped}\n".encode())
     return ExecResult(
