@@ -1,4 +1,4 @@
-"""The model client: the `openai` SDK against any OpenAI-compatible endpoint.
+"""The model client: the `openai` SDK (over aiohttp, its `aiohttp` extra) against any OpenAI-compatible endpoint.
 
 tenacity retries rate limits, timeouts, connection errors and 5xx with jittered exponential backoff
 (honouring Retry-After); other 4xx are not retried. A concurrency limit per endpoint; every call's tokens,
@@ -9,13 +9,16 @@ cost and latency go to a usage callback (published on `gf.usage`). When retries 
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
+import httpx
 import openai
 import structlog
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
@@ -33,6 +36,7 @@ DEFAULT_PRICES: dict[str, tuple[float, float]] = {
 }
 TEACHER_MODEL = "offline-teacher-rule-based"
 PURPOSE_HEADER = "X-Gymforge-Purpose"
+JSON = "application/json"
 
 UsageSink = Callable[[Usage], Awaitable[None]]
 
@@ -107,6 +111,17 @@ def backoff(state: RetryCallState, base: float = 0.5, cap: float = 30.0) -> floa
     return random.uniform(0, min(cap, base * 2 ** (state.attempt_number - 1)))
 
 
+def url_auth(url: str) -> tuple[str, dict[str, str]]:
+    """A base URL's `user:password@` as a Basic Authorization header, which replaces the API key's bearer one
+    (as the SDK's default httpx client does; aiohttp refuses to send both), and the URL without it."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url, {}
+    pair = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
+    return (urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2])),
+            {"Authorization": "Basic " + base64.b64encode(pair.encode()).decode()})
+
+
 def public_url(url: str) -> str:
     """The URL without what may hold credentials (a `user:password@`, the query): fit for events and logs."""
     parts = urlsplit(url)
@@ -122,8 +137,9 @@ class LLM:
         self.prices = prices or Prices()
         self.on_usage = on_usage
         self.backoff_base_s = backoff_base_s
-        self.client = openai.AsyncOpenAI(base_url=endpoint.base_url, api_key=endpoint.api_key or "none",
-                                         timeout=endpoint.timeout_s, max_retries=0)
+        base_url, auth = url_auth(endpoint.base_url)
+        self.client = openai.AsyncOpenAI(base_url=base_url, api_key=endpoint.api_key or "none", default_headers=auth,
+                                         timeout=endpoint.timeout_s, max_retries=0, http_client=http_client())
 
     async def close(self) -> None:
         await self.client.close()
@@ -153,26 +169,69 @@ class LLM:
             raise Transient(f"model endpoint unreachable after {attempts} tries: {type(exc).__name__}") from None
         return await self._finish(response, started, attempts - 1)
 
-    async def _call(self, messages: list[dict[str, Any]], purpose: str, **options: Any) -> Any:
-        kwargs: dict[str, Any] = {"model": self.endpoint.model, "messages": messages,
-                                  "extra_headers": {PURPOSE_HEADER: purpose}}
-        kwargs.update({k: v for k, v in options.items() if v is not None})
+    async def _call(self, messages: list[dict[str, Any]], purpose: str, **options: Any) -> Reply:
+        """POST /chat/completions through the SDK's generic `post`, our JSON in and out: `create` would walk
+        every message against the param TypedDicts, copy the body and build the response model (SDK
+        `maybe_transform`, `construct`), most of a call's CPU in a long episode. Same request and errors."""
+        body: dict[str, Any] = {"model": self.endpoint.model, "messages": messages}
+        body.update({k: v for k, v in options.items() if v is not None})
         async with _endpoint_semaphore(self.endpoint):
-            return await self.client.chat.completions.create(**kwargs)
+            raw = await self.client.post("/chat/completions", cast_to=httpx.Response, content=json.dumps(body).encode(),
+                                         options={"headers": {PURPOSE_HEADER: purpose, "Content-Type": JSON}})
+        try:
+            return parse_reply(raw.json())
+        except ValueError as exc:
+            raise MalformedReply(f"model endpoint answered a malformed completion: {exc}") from None
 
-    async def _finish(self, response: Any, started: float, retries: int) -> Completion:
-        usage = response.usage
-        pt, ct = (usage.prompt_tokens, usage.completion_tokens) if usage else (0, 0)
-        message = response.choices[0].message
-        calls = [c.model_dump(include={"id", "type", "function"}) for c in (message.tool_calls or [])]
-        done = Completion(text=message.content or "", prompt_tokens=pt, completion_tokens=ct,
-                          cost_usd=self.prices.cost(response.model or self.endpoint.model, pt, ct),
-                          latency_s=time.monotonic() - started, retries=retries, tool_calls=calls)
+    async def _finish(self, reply: Reply, started: float, retries: int) -> Completion:
+        model = reply.model or self.endpoint.model
+        done = Completion(text=reply.text, prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens,
+                          cost_usd=self.prices.cost(model, reply.prompt_tokens, reply.completion_tokens),
+                          latency_s=time.monotonic() - started, retries=retries, tool_calls=reply.tool_calls)
         if self.on_usage:
-            await self.on_usage(Usage(role=self.role, model=response.model or self.endpoint.model,
-                                      endpoint=public_url(self.endpoint.base_url), prompt_tokens=pt, completion_tokens=ct,
+            await self.on_usage(Usage(role=self.role, model=model, endpoint=public_url(self.endpoint.base_url),
+                                      prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens,
                                       cost_usd=done.cost_usd, latency_s=done.latency_s, retries=retries))
         return done
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What a chat completion says that we use."""
+
+    text: str
+    tool_calls: list[dict[str, Any]]
+    prompt_tokens: int
+    completion_tokens: int
+    model: str | None
+
+
+def parse_reply(data: Any) -> Reply:
+    """A /chat/completions JSON body -> Reply; ValueError when it is not one."""
+    try:
+        message = data["choices"][0]["message"]
+        usage = data.get("usage") or {}
+        calls = [{"id": c["id"], "type": c.get("type", "function"),
+                  "function": {"name": c["function"]["name"], "arguments": c["function"].get("arguments") or ""}}
+                 for c in message.get("tool_calls") or []]
+        return Reply(text=message.get("content") or "", tool_calls=calls,
+                     prompt_tokens=int(usage.get("prompt_tokens") or 0),
+                     completion_tokens=int(usage.get("completion_tokens") or 0), model=data.get("model"))
+    except (KeyError, IndexError, TypeError, AttributeError) as exc:
+        raise ValueError(f"no choices[0].message ({type(exc).__name__}: {exc})") from None
+
+
+def http_client() -> Any:
+    """The SDK over aiohttp (`openai[aiohttp]`) when installed: httpx's pool scans its connections on every
+    request, which costs ~3x the CPU per call at a few hundred concurrent episodes. None: the SDK's default."""
+    try:
+        return openai.DefaultAioHttpClient()
+    except RuntimeError:  # the extra is not installed
+        return None
+
+
+class MalformedReply(Transient):
+    """The endpoint answered 200 with something that is not a chat completion: retried later, then dead-lettered."""
 
 
 class ModelRefused(Poison):

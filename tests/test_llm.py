@@ -5,6 +5,7 @@ scripted OpenAI-shaped server, publishing usage on a real bus."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -224,15 +225,19 @@ class ScriptedModel:
     """Answers chat completions from a script (a reply text, or an HTTP status to fail with); records the
     request bodies."""
 
-    def __init__(self, script: list[str | int], model: str = "gpt-4o-mini-2024-07-18") -> None:
+    def __init__(self, script: list[str | int | dict[str, Any]], model: str = "gpt-4o-mini-2024-07-18") -> None:
         self.script, self.model = script, model
         self.requests: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
         self.runner: web.AppRunner | None = None
         self.url = ""
 
     async def chat(self, request: web.Request) -> web.Response:
         self.requests.append(await request.json())
+        self.headers.append(dict(request.headers))
         step = self.script[min(len(self.requests), len(self.script)) - 1]
+        if isinstance(step, dict):  # a 200 with this body, whatever it is
+            return web.json_response(step)
         if isinstance(step, int):
             return web.json_response({"error": {"message": f"scripted {step}", "type": "scripted", "param": None,
                                                 "code": None}}, status=step)
@@ -267,6 +272,53 @@ async def test_request_timeout_and_conflict_are_retried_other_4xx_refused() -> N
         with pytest.raises(ModelRefused, match="401"):
             await llm.complete([{"role": "user", "content": "hi"}], purpose="anything")
         assert len(srv.requests) == 1
+
+
+async def test_the_request_carries_the_options_and_the_reply_is_read_from_its_json() -> None:
+    tool_reply = {"id": "c1", "object": "chat.completion", "created": 0, "model": "gpt-4o-2024-08-06",
+                  "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+                      "role": "assistant", "content": None, "tool_calls": [
+                          {"id": "call_1", "type": "function", "function": {"name": "bash", "arguments": '{"command": "ls"}'}}]}}],
+                  "usage": {"prompt_tokens": 1000, "completion_tokens": 10, "total_tokens": 1010}}
+    tools = [{"type": "function", "function": {"name": "bash", "parameters": {"type": "object"}}}]
+    async with ScriptedModel([tool_reply]) as srv, client(srv.url) as llm:
+        done = await llm.complete([{"role": "user", "content": "hi"}], purpose="solve", seed=7, max_tokens=64,
+                                  tools=tools)
+    sent, headers = srv.requests[0], {k.lower(): v for k, v in srv.headers[0].items()}
+    assert sent == {"model": TEACHER_MODEL, "messages": [{"role": "user", "content": "hi"}], "seed": 7,
+                    "max_tokens": 64, "tools": tools}
+    assert headers["content-type"] == "application/json" and headers[PURPOSE_HEADER.lower()] == "solve"
+    assert headers["authorization"] == "Bearer test-key"
+    assert done.text == "" and done.tool_calls == [
+        {"id": "call_1", "type": "function", "function": {"name": "bash", "arguments": '{"command": "ls"}'}}]
+    assert (done.prompt_tokens, done.completion_tokens) == (1000, 10)
+    assert done.cost_usd == pytest.approx((1000 * 2.5 + 10 * 10.0) / 1e6)  # priced by the model the reply names
+
+
+async def test_credentials_in_the_base_url_are_sent_as_basic_auth_in_place_of_the_key() -> None:
+    async with ScriptedModel(["fine"]) as srv:
+        url = srv.url.replace("http://", "http://proxy%20user:p%40ss@")
+        async with client(url) as llm:
+            done = await llm.complete([{"role": "user", "content": "hi"}], purpose="anything")
+    sent = {k.lower(): v for k, v in srv.headers[0].items()}
+    assert done.text == "fine" and sent["authorization"] == "Basic " + base64.b64encode(b"proxy user:p@ss").decode()
+    assert llm_mod.url_auth("http://h:1/v1") == ("http://h:1/v1", {})
+
+
+@pytest.mark.parametrize("body", [{"object": "chat.completion", "choices": []}, {"choices": [{"message": None}]},
+                                  {"error": "not an OpenAI endpoint"}])
+async def test_a_200_that_is_not_a_completion_is_transient_with_the_reason(body: dict[str, Any]) -> None:
+    async with ScriptedModel([body]) as srv, client(srv.url) as llm:
+        with pytest.raises(llm_mod.MalformedReply, match="malformed completion: no choices") as exc:
+            await llm.complete([{"role": "user", "content": "hi"}], purpose="anything")
+    assert isinstance(exc.value, Transient) and len(srv.requests) == 1  # nak'ed and redelivered later
+
+
+def test_the_client_sends_over_aiohttp() -> None:
+    """openai[aiohttp] is a dependency: the SDK's aiohttp client, not httpx's pool (see bench_solver.py)."""
+    import httpx_aiohttp
+
+    assert isinstance(llm_mod.http_client(), httpx_aiohttp.HttpxAiohttpClient)
 
 
 # --- LLMAgent.ask: bounded format corrections -------------------------------------------------------------
