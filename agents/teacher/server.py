@@ -83,9 +83,34 @@ class TeacherApp:
             c.in_flight -= 1
 
     async def _chat(self, request: web.Request) -> web.Response:
-        fault = await self._inject_faults()
-        if fault is not None:
-            return fault
+        """The latency is the response time (the answer is worked out while it runs, as a remote model's
+        would be), then the injected hang and error, if rolled."""
+        started = time.monotonic()
+        delay, hang, error = self._roll_faults()
+        response = await self._answer(request) if not (hang or error) else None
+        await asyncio.sleep(max(0.0, delay - (time.monotonic() - started)))
+        if hang:
+            self.counters.hangs += 1
+            await asyncio.sleep(self.faults.hang_s)
+        if error == 429:
+            return web.json_response(error_body("Rate limit reached (injected)", "rate_limit_error",
+                                                "rate_limit_exceeded"), status=429, headers={"Retry-After": "0.2"})
+        if error == 500:
+            return web.json_response(error_body("Internal error (injected)", "server_error"), status=500)
+        return response if response is not None else await self._answer(request)
+
+    def _roll_faults(self) -> tuple[float, bool, int | None]:
+        """(latency, hang?, injected status or None), drawn in a fixed order from the seeded generator."""
+        f = self.faults
+        delay = f.latency_s + (self.rng.uniform(0, f.latency_jitter_s) if f.latency_jitter_s else 0.0)
+        hang = self.rng.random() < f.hang_rate
+        error = None
+        if self.rng.random() < f.error_rate:
+            self.counters.errors += 1
+            error = 429 if self.rng.random() < 0.5 else 500
+        return delay, hang, error
+
+    async def _answer(self, request: web.Request) -> web.Response:
         try:
             body = await request.json()
             messages = body["messages"]
@@ -104,23 +129,6 @@ class TeacherApp:
             return web.json_response(error_body(str(exc), "invalid_request_error"), status=400)
         message = tool_message(text, len(messages)) if offers_bash(tools) else {"role": "assistant", "content": text}
         return web.json_response(completion(message, conversation_tokens(messages)))
-
-    async def _inject_faults(self) -> web.Response | None:
-        f = self.faults
-        delay = f.latency_s + (self.rng.uniform(0, f.latency_jitter_s) if f.latency_jitter_s else 0.0)
-        if delay:
-            await asyncio.sleep(delay)
-        roll = self.rng.random()
-        if roll < f.hang_rate:
-            self.counters.hangs += 1
-            await asyncio.sleep(f.hang_s)
-        if self.rng.random() < f.error_rate:
-            self.counters.errors += 1
-            if self.rng.random() < 0.5:
-                return web.json_response(error_body("Rate limit reached (injected)", "rate_limit_error",
-                                                    "rate_limit_exceeded"), status=429, headers={"Retry-After": "0.2"})
-            return web.json_response(error_body("Internal error (injected)", "server_error"), status=500)
-        return None
 
 
 def offers_bash(tools: list[Any] | None) -> bool:
