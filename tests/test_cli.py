@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 from bus import Bus, Consumer, ConsumerSpec, EmbeddedNats, Poison
@@ -129,3 +131,11 @@ async def test_bad_input_is_one_line_and_nonzero(nats_server: EmbeddedNats, data
 async def _until(cond) -> None:  # noqa: ANN001
     while not cond():
         await asyncio.sleep(0.05)
+
+
+def test_the_daemons_garbage_collector_skips_start_up_objects_and_collects_less_often() -> None:
+    """`gymforge agent` and `run` call tune_gc (in its own interpreter here: it changes process state)."""
+    code = ("import gc; from gymforge.daemon import GC_THRESHOLDS, tune_gc; before = gc.get_freeze_count(); "
+            "tune_gc(); print(before, gc.get_freeze_count() > 1000, gc.get_threshold() == GC_THRESHOLDS)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["0", "True", "True"]

@@ -20,6 +20,7 @@ from gymforge.app import (
     with_settings,
 )
 from gymforge.config import Settings
+from gymforge.daemon import tune_gc
 from gymforge.errors import UserError
 from gymforge.web.listen import listen_arg
 
@@ -77,6 +78,7 @@ def cmd_agent(args: argparse.Namespace, s: Settings) -> int:
     if args.concurrency is not None and args.concurrency < 1:
         raise UserError("--concurrency must be at least 1")
     conc = {args.role: args.concurrency} if args.concurrency else None
+    tune_gc()
     asyncio.run(run_roles(s, [args.role], conc, metrics_port=args.metrics_port))
     return 0
 

@@ -29,6 +29,7 @@ from gymforge.app import (
     with_settings,
 )
 from gymforge.config import Settings
+from gymforge.daemon import tune_gc
 from gymforge.errors import UserError
 from gymforge.web.listen import listen_arg
 
@@ -56,6 +57,7 @@ def cmd_run(args: argparse.Namespace, s: Settings) -> int:
         if args.attempts < 1:
             raise UserError("--attempts must be at least 1")
         s = s.model_copy(update={"attempts": args.attempts})
+    tune_gc()
     summary = asyncio.run(run_pipeline(s, topics=0 if args.no_seed else args.topics,
                                        until=args.until_trajectories, idle_s=args.idle_seconds,
                                        metrics_port=args.metrics_port))
