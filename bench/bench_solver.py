@@ -25,15 +25,19 @@ is not charged to the loop, and the synchronous mini-swe-agent can block on it.
    the run); loop = wall - model - command. "above lat." is model time minus the teacher's fixed latency (the
    client library, HTTP and the teacher's handling); CPU/step is this process's CPU (client, sandbox parent
    side and loop; mini-swe-agent's thread included).
-2. Episodes per second: `conc` asyncio tasks each run one gymforge Episode, all at once (one wave; the sandbox
-   sessions, one per episode, are opened before the clock starts), at a fixed latency of --latency (1 s),
-   against the ideal conc / ((steps + 1) * latency). One LLM client is shared, its Endpoint.concurrency raised
-   to the largest concurrency under test. The process backend carries the target (loop cost, not the
-   sandbox's); bwrap at --bwrap-concurrency. When the target is missed, the median episode's time over the
-   ideal is split into model calls above latency, commands, the loop and the wave's tail, with the CPU
-   ceiling of one event loop. --diagnose adds a wave at the top concurrency with the openai SDK sending over
-   aiohttp instead of httpx's connection pool (bench-only transport), to see the loop past the client.
-Defaults take about 2 minutes on an idle 2-core machine; the waves at 64 and 256 stretch with host load.
+2. Episodes per second: `conc` asyncio tasks, one per sandbox session (opened before the clock starts), each
+   runs gymforge Episodes back to back, so `conc` episodes are in flight at all times as in the solver (which
+   keeps `concurrency` messages in flight); their starts are spread over one ideal episode (a fixed latency
+   would otherwise keep them in lockstep). After a warm-up (two ideal episodes), a window (--window, 20 s)
+   counts the model calls that end in it: episodes/s = calls / window / calls per episode, against the ideal
+   conc / ((steps + 1) * latency) at a fixed latency of --latency (1 s). One LLM client is shared, built as the
+   solver builds it (the openai SDK over aiohttp when `openai[aiohttp]` is installed), its Endpoint.concurrency
+   raised to the largest concurrency under test. The process backend carries the target (loop cost, not the
+   sandbox's); bwrap at --bwrap-concurrency. When the target is missed, an episode's time over the ideal is
+   split into model calls above latency, commands and the loop, with the CPU ceiling of one event loop.
+   --diagnose adds a level at the top concurrency with the SDK's default httpx client, side by side. The
+   process's garbage collector is tuned as `gymforge agent` tunes it (gymforge/daemon.py).
+Defaults take about 4 minutes on an idle 2-core machine.
 """
 
 from __future__ import annotations
@@ -58,14 +62,13 @@ os.environ.setdefault("GYMFORGE_SANDBOX_ALLOW_PROCESS", "1")
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # litellm: no fetch of its price list
 os.environ.setdefault("MSWEA_SILENT_STARTUP", "1")
 
-import aiohttp  # noqa: E402
-import httpx  # noqa: E402
 import openai  # noqa: E402
 
 from agents.llm import LLM, TEACHER_MODEL, Completion, Endpoint  # noqa: E402
 from agents.solver.agent import LLMModel  # noqa: E402
 from agents.solver.loop import Episode, Limits, Output, Scored  # noqa: E402
 from agents.solver.record import Recorder  # noqa: E402
+from gymforge.daemon import tune_gc  # noqa: E402
 from prompts import render  # noqa: E402
 from sandbox import Limits as SandboxLimits  # noqa: E402
 from sandbox import Session, get_backend  # noqa: E402
@@ -77,7 +80,7 @@ SYSTEM = render("solver_system", action_format="thought_action", max_steps=50, t
                 command_timeout=25)
 INSTANCE = "Benchmark episode: run the commands you are given, then submit. There is no task to solve."
 FIXED_SCORE = Scored(metrics={"accuracy": 0.5}, value=0.5)
-OPEN_AT_ONCE = 32  # sandbox sessions opened concurrently while setting up a wave (not timed)
+OPEN_AT_ONCE = 32  # sandbox sessions opened concurrently while setting up a level (not timed)
 
 
 def script(steps: int, submit: str) -> list[str]:
@@ -381,51 +384,35 @@ def report_overhead(sides: list[Side], args: argparse.Namespace) -> None:
           f"{median_ms(by[MINI], 'model') - lat:.2f} ms")
 
 
-# --- part 2: episodes per second -------------------------------------------------------------------
+# --- part 2: episodes per second ---------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class Wave:
+class Load:
+    """`concurrency` episodes in flight at all times for warm-up + window; what the window saw."""
+
     label: str
     concurrency: int
-    elapsed: float
-    episode_s: list[float]
-    steps: list[StepTimes]
-    cpu_s: float  # this process's CPU seconds over the wave
+    window_s: float
+    calls: int  # model calls that ended in the window
+    episode_s: list[float]  # episodes that ended in the window: first call to end
+    steps: list[StepTimes]  # their steps
+    cpu_s: float  # this process's CPU seconds over the window
     teacher_cpu_s: float
 
-    def rate(self) -> float:
-        return self.concurrency / self.elapsed
+    def rate(self, calls_per_episode: int) -> float:
+        return self.calls / self.window_s / calls_per_episode
 
     def cpu_ms_per_step(self) -> float:
-        return self.cpu_s / len(self.steps) * 1e3
-
-
-class AiohttpTransport(httpx.AsyncBaseTransport):
-    """--diagnose only: the openai SDK's requests sent with aiohttp instead of httpx's connection pool."""
-
-    def __init__(self) -> None:
-        self.session: aiohttp.ClientSession | None = None
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        if self.session is None:
-            self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), auto_decompress=False)
-        async with self.session.request(request.method, str(request.url), headers=request.headers.multi_items(),
-                                        data=await request.aread()) as r:
-            body = await r.read()
-        return httpx.Response(r.status, headers=list(r.raw_headers), content=body)
-
-    async def aclose(self) -> None:
-        if self.session is not None:
-            await self.session.close()
+        return self.cpu_s / max(1, self.calls) * 1e3
 
 
 def client(url: str, concurrency: int, transport: str) -> LLM:
-    """The solver's client; Endpoint.concurrency raised to the concurrency under test."""
+    """The solver's client; Endpoint.concurrency raised to the concurrency under test. transport "httpx": the
+    SDK's default client (httpx's own pool) instead of the aiohttp one gymforge uses when it is installed."""
     llm = LLM(Endpoint(base_url=url, api_key="none", model=TEACHER_MODEL, concurrency=concurrency), "solver")
-    if transport == "aiohttp":
-        llm.client = openai.AsyncOpenAI(base_url=url, api_key="none", max_retries=0, timeout=llm.endpoint.timeout_s,
-                                        http_client=httpx.AsyncClient(transport=AiohttpTransport()))
+    if transport == "httpx":
+        llm.client = openai.AsyncOpenAI(base_url=url, api_key="none", max_retries=0, timeout=llm.endpoint.timeout_s)
     return llm
 
 
@@ -434,87 +421,115 @@ async def open_sessions(backend: str, root: Path, n: int) -> list[Session]:
     b = get_backend(backend)
 
     async def one(i: int) -> Session:
-        ws = root / f"wave-{backend}-{i}"
+        ws = root / f"load-{backend}-{i}"
         ws.mkdir()
         async with gate:
             return await b.open(ws, SandboxLimits())
     return list(await asyncio.gather(*(one(i) for i in range(n))))
 
 
-async def wave(label: str, llm: LLM, teacher: TeacherProcess, sessions: Sequence[Session], steps: int) -> Wave:
-    """One episode per session, all at once; the clock runs from the first start to the last end."""
-    cpu0, teacher0, t0 = time.process_time(), teacher.cpu_s(), time.perf_counter()
-    spans = await asyncio.gather(*(gymforge_episode(llm, s, steps, "gymforge:bench") for s in sessions))
-    elapsed = time.perf_counter() - t0
-    return Wave(label, len(sessions), elapsed, [s.end - s.model[0][0] for s in spans],
-                [t for s in spans for t in step_times(s)], time.process_time() - cpu0, teacher.cpu_s() - teacher0)
+async def steady(label: str, llm: LLM, teacher: TeacherProcess, sessions: Sequence[Session], steps: int,
+                 latency: float, warmup_s: float, window_s: float) -> Load:
+    """One worker per session runs episodes back to back (as the solver keeps `concurrency` messages in
+    flight), the workers' starts spread over one ideal episode; after the warm-up, the window counts the
+    model calls that end in it."""
+    finished: list[Spans] = []
+    stagger = (steps + 1) * latency / len(sessions)
+    t0 = time.perf_counter()
+    w0, w1 = t0 + warmup_s, t0 + warmup_s + window_s
+    cpu: dict[str, float] = {}
+
+    async def worker(session: Session, i: int) -> None:
+        await asyncio.sleep(i * stagger)  # phases spread over one ideal episode, as a running solver's are
+        while time.perf_counter() < w1:
+            finished.append(await gymforge_episode(llm, session, steps, "gymforge:bench"))
+
+    async def meter() -> None:
+        await asyncio.sleep(w0 - time.perf_counter())
+        cpu["here"], cpu["teacher"] = time.process_time(), teacher.cpu_s()
+        await asyncio.sleep(w1 - time.perf_counter())
+        cpu["here"], cpu["teacher"] = time.process_time() - cpu["here"], teacher.cpu_s() - cpu["teacher"]
+
+    await asyncio.gather(meter(), *(worker(s, i) for i, s in enumerate(sessions)))
+    calls = sum(w0 <= end < w1 for s in finished for _, end in s.model)
+    inside = [s for s in finished if w0 <= s.end < w1]
+    return Load(label, len(sessions), window_s, calls, [s.end - s.model[0][0] for s in inside],
+                [t for s in inside for t in step_times(s)], cpu["here"], cpu["teacher"])
 
 
-async def throughput(args: argparse.Namespace, root: Path) -> list[Wave]:
+async def throughput(args: argparse.Namespace, root: Path) -> list[Load]:
     teacher = TeacherProcess(args.latency, args.steps)
     top = max([*args.concurrency, *args.bwrap_concurrency])
-    plan = [("process", n, "httpx") for n in args.concurrency] + [("bwrap", n, "httpx") for n in args.bwrap_concurrency]
+    plan = [("process", n, "aiohttp") for n in args.concurrency] + [("bwrap", n, "aiohttp")
+                                                                    for n in args.bwrap_concurrency]
     if args.diagnose:
-        plan.append(("process", max(args.concurrency), "aiohttp"))
-    waves: list[Wave] = []
+        plan.append(("process", max(args.concurrency), "httpx"))
+    warmup = args.warmup_s if args.warmup_s is not None else 2 * (args.steps + 1) * args.latency
+    loads: list[Load] = []
     sessions: dict[str, list[Session]] = {}
     try:
         for backend, n, transport in plan:
-            if backend not in sessions:  # opened once, not timed; each wave runs on the first n
+            if backend not in sessions:  # opened once, not timed; each level runs on the first n
                 started = time.perf_counter()
                 sessions[backend] = await open_sessions(backend, root, max(m for b, m, _ in plan if b == backend))
                 print(f"  opened {len(sessions[backend])} {backend} sessions: {time.perf_counter() - started:.1f} s",
                       file=sys.stderr)
             llm = client(teacher.urls["gymforge"], top, transport)
-            label = backend if transport == "httpx" else f"{backend}+aiohttp"
+            label = backend if transport == "aiohttp" else f"{backend}+httpx"
             try:
-                w = await wave(label, llm, teacher, sessions[backend][:n], args.steps)
+                load = await steady(label, llm, teacher, sessions[backend][:n], args.steps, args.latency, warmup,
+                                    args.window)
             finally:
                 await llm.close()
-            print(f"  {label} x{n}: {w.elapsed:.1f} s", file=sys.stderr)
-            waves.append(w)
+            print(f"  {label} x{n}: {load.calls} calls in the window", file=sys.stderr)
+            loads.append(load)
     finally:
         for opened in sessions.values():
             await asyncio.gather(*(s.close() for s in opened))
         teacher.stop()
-    return waves
+    return loads
 
 
-def report_throughput(waves: list[Wave], args: argparse.Namespace) -> None:
+def report_throughput(loads: list[Load], args: argparse.Namespace) -> None:
     calls, lat = args.steps + 1, args.latency
-    print(f"\n2. Episodes/s, one wave of `conc` episodes at once, {calls} model calls each, latency {lat:g} s; "
-          f"ideal = conc / ({calls} x {lat:g} s)")
+    print(f"\n2. Episodes/s with `conc` episodes in flight at all times, {calls} model calls each, latency {lat:g} s, "
+          f"a {args.window:g} s window after the warm-up; ideal = conc / ({calls} x {lat:g} s)")
     print(f"{'sandbox':<15} {'conc':>5} {'ep/s':>7} {'ideal':>7} {'of ideal':>8} {'episode s':>9} {'model ms':>8} "
           f"{'cmd ms':>7} {'loop ms':>8} {'CPU ms/step':>11} {'CPU here':>8} {'teacher':>8}")
-    for w in waves:
-        ideal = w.concurrency / (calls * lat)
-        print(f"{w.label:<15} {w.concurrency:5d} {w.rate():7.2f} {ideal:7.2f} {w.rate() / ideal:8.1%} "
-              f"{statistics.median(w.episode_s):9.2f} {median_ms(w.steps, 'model'):8.1f} "
-              f"{median_ms(w.steps, 'command'):7.1f} {median_ms(w.steps, 'loop'):8.2f} {w.cpu_ms_per_step():11.2f} "
-              f"{w.cpu_s / w.elapsed:8.0%} {w.teacher_cpu_s / w.elapsed:8.0%}")
-    print("(per step medians; CPU ms/step: this process's CPU / steps; CPU here, teacher: CPU s per wall s)")
-    top = max((w for w in waves if w.label == "process"), key=lambda w: w.concurrency)
-    share = top.rate() / (top.concurrency / (calls * lat))
+    for x in loads:
+        ideal = x.concurrency / (calls * lat)
+        episode = f"{statistics.median(x.episode_s):9.2f}" if x.episode_s else f"{'-':>9}"
+        print(f"{x.label:<15} {x.concurrency:5d} {x.rate(calls):7.2f} {ideal:7.2f} {x.rate(calls) / ideal:8.1%} "
+              f"{episode} {median_ms(x.steps, 'model'):8.1f} {median_ms(x.steps, 'command'):7.1f} "
+              f"{median_ms(x.steps, 'loop'):8.2f} {x.cpu_ms_per_step():11.2f} {x.cpu_s / x.window_s:8.0%} "
+              f"{x.teacher_cpu_s / x.window_s:8.0%}")
+    print("(per step medians of the episodes that ended in the window; CPU ms/step: this process's CPU / model calls; "
+          "CPU here, teacher: CPU s per wall s)")
+    top = max((x for x in loads if x.label == "process"), key=lambda x: x.concurrency)
+    share = top.rate(calls) / (top.concurrency / (calls * lat))
     verdict = "MET" if share >= 0.9 else "MISSED"
     print(f"verdict: process sandbox at concurrency {top.concurrency}: {share:.1%} of ideal (target >= 90%): {verdict}")
+    base = [x for x in loads if x.label == "process+httpx"]
+    if base:
+        print(f"the SDK's default httpx client at {base[0].concurrency}: "
+              f"{base[0].rate(calls) / (base[0].concurrency / (calls * lat)):.1%} of ideal, "
+              f"{base[0].cpu_ms_per_step():.2f} ms CPU per step (gymforge's aiohttp client: {top.cpu_ms_per_step():.2f})")
     if share < 0.9:
         print("bound: " + bound(top, calls, lat))
 
 
-def bound(w: Wave, calls: int, latency: float) -> str:
-    """Where a missed wave's time went: the median episode's time over the ideal, by part, and the CPU ceiling."""
-    per_call = {"model calls above latency": median_ms(w.steps, "model") / 1e3 - latency,
-                "commands (sandbox exec)": median_ms(w.steps, "command") / 1e3,
-                "the loop": median_ms(w.steps, "loop") / 1e3}
-    parts = {name: x * calls for name, x in per_call.items()}
-    parts["the wave's tail (last episode past the median one)"] = w.elapsed - statistics.median(w.episode_s)
+def bound(x: Load, calls: int, latency: float) -> str:
+    """Where a missed level's time went: an episode's time over the ideal, by part, and the CPU ceiling."""
+    parts = {"model calls above latency": (median_ms(x.steps, "model") / 1e3 - latency) * calls,
+             "commands (sandbox exec)": median_ms(x.steps, "command") / 1e3 * calls,
+             "the loop": median_ms(x.steps, "loop") / 1e3 * calls}
     worst = max(parts, key=lambda k: parts[k])
-    ceiling = 1e3 / w.cpu_ms_per_step() / calls / (w.concurrency / (calls * latency))
-    split = ", ".join(f"{name} {x:.2f} s" for name, x in parts.items())
-    return (f"{w.elapsed - calls * latency:.1f} s over the ideal {calls * latency:g} s per wave: {split}; largest: "
-            f"{worst}. CPU: {w.cpu_ms_per_step():.2f} ms per step here, so one core (one event loop, the GIL) "
-            f"drives at most {ceiling:.0%} of ideal; it got {w.cpu_s / w.elapsed:.0%} of a core, the teacher "
-            f"{w.teacher_cpu_s / w.elapsed:.0%} (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
+    ceiling = 1e3 / x.cpu_ms_per_step() / calls / (x.concurrency / (calls * latency))
+    split = ", ".join(f"{name} {v:.2f} s" for name, v in parts.items())
+    return (f"an episode takes {x.concurrency / x.rate(calls):.2f} s against the ideal {calls * latency:g} s: {split}; "
+            f"largest: {worst}. CPU: {x.cpu_ms_per_step():.2f} ms per step here, so one core (one event loop, the "
+            f"GIL) drives at most {ceiling:.0%} of ideal; it got {x.cpu_s / x.window_s:.0%} of a core, the teacher "
+            f"{x.teacher_cpu_s / x.window_s:.0%} (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
 
 
 # --- driver --------------------------------------------------------------------------------------
@@ -526,20 +541,24 @@ def ints(text: str) -> list[int]:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="a smoke run: few steps, episodes and waves")
+    p.add_argument("--quick", action="store_true", help="a smoke run: few steps, episodes and levels")
     p.add_argument("--steps", type=int, default=None, help="echo steps per episode, then one submit (default 5)")
-    p.add_argument("--latency", type=float, default=None, help="teacher latency for the throughput waves (1.0 s)")
+    p.add_argument("--latency", type=float, default=None, help="teacher latency for part 2 (1.0 s)")
     p.add_argument("--overhead-latency", type=float, default=0.02, help="teacher latency for part 1 (0.02 s)")
     p.add_argument("--episodes", type=int, default=None, help="part 1: timed episodes per side (default 10)")
     p.add_argument("--warmup", type=int, default=1, help="part 1: warm-up episodes per side (default 1)")
-    p.add_argument("--concurrency", type=ints, default=None, help="process-backend waves (default 1,16,64,256)")
-    p.add_argument("--bwrap-concurrency", type=ints, default=None, help="bwrap waves (default 16; '' for none)")
+    p.add_argument("--concurrency", type=ints, default=None, help="process-backend levels (default 1,16,64,256)")
+    p.add_argument("--bwrap-concurrency", type=ints, default=None, help="bwrap levels (default 16; '' for none)")
+    p.add_argument("--window", type=float, default=None, help="part 2: the measured window per level (default 20 s)")
+    p.add_argument("--warmup-s", type=float, default=None,
+                   help="part 2: running before the window opens (default two ideal episodes)")
     p.add_argument("--diagnose", action="store_true",
-                   help="one more wave at the top concurrency with the openai SDK over aiohttp instead of httpx")
+                   help="one more level at the top concurrency with the SDK's default httpx client, side by side")
     p.add_argument("--serve-teacher", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     quick = args.quick
     defaults = {"steps": 3 if quick else 5, "latency": 0.2 if quick else 1.0, "episodes": 2 if quick else 10,
+                "window": 3.0 if quick else 20.0,
                 "concurrency": [1, 16] if quick else [1, 16, 64, 256], "bwrap_concurrency": [4] if quick else [16]}
     for key, value in defaults.items():
         if getattr(args, key) is None:
@@ -548,6 +567,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 async def main(args: argparse.Namespace) -> None:
+    tune_gc()  # as `gymforge agent` and `gymforge run` do
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; {args.steps} steps + submit per episode",
           file=sys.stderr)
     started = time.perf_counter()
@@ -555,10 +575,10 @@ async def main(args: argparse.Namespace) -> None:
         os.environ.setdefault("MSWEA_GLOBAL_CONFIG_DIR", str(Path(tmp) / "mini-swe-agent"))
         per_step = await overhead(args, Path(tmp))
         print(f"  part 1: {time.perf_counter() - started:.1f} s", file=sys.stderr)
-        waves = await throughput(args, Path(tmp))
+        loads = await throughput(args, Path(tmp))
     print(f"  total: {time.perf_counter() - started:.1f} s; load average {os.getloadavg()[0]:.1f}", file=sys.stderr)
     report_overhead(per_step, args)
-    report_throughput(waves, args)
+    report_throughput(loads, args)
 
 
 if __name__ == "__main__":
