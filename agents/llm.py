@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-import httpx
 import openai
 import structlog
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
@@ -176,10 +175,10 @@ class LLM:
         body: dict[str, Any] = {"model": self.endpoint.model, "messages": messages}
         body.update({k: v for k, v in options.items() if v is not None})
         async with _endpoint_semaphore(self.endpoint):
-            raw = await self.client.post("/chat/completions", cast_to=httpx.Response, content=json.dumps(body).encode(),
-                                         options={"headers": {PURPOSE_HEADER: purpose, "Content-Type": JSON}})
-        try:
-            return parse_reply(raw.json())
+            data = await self.client.post("/chat/completions", cast_to=object, content=json.dumps(body).encode(),
+                                          options={"headers": {PURPOSE_HEADER: purpose, "Content-Type": JSON}})
+        try:  # the JSON body as decoded (cast_to=object), or the text when the answer was not JSON
+            return parse_reply(data)
         except ValueError as exc:
             raise MalformedReply(f"model endpoint answered a malformed completion: {exc}") from None
 

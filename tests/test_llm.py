@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import openai
 import pytest
 from aiohttp import web
 from tenacity import RetryCallState
@@ -315,10 +316,8 @@ async def test_a_200_that_is_not_a_completion_is_transient_with_the_reason(body:
 
 
 def test_the_client_sends_over_aiohttp() -> None:
-    """openai[aiohttp] is a dependency: the SDK's aiohttp client, not httpx's pool (see bench_solver.py)."""
-    import httpx_aiohttp
-
-    assert isinstance(llm_mod.http_client(), httpx_aiohttp.HttpxAiohttpClient)
+    """openai[aiohttp] is a dependency: the SDK's aiohttp client, not its default pool (see bench_solver.py)."""
+    assert isinstance(llm_mod.http_client(), openai.DefaultAioHttpClient)
 
 
 # --- LLMAgent.ask: bounded format corrections -------------------------------------------------------------
