@@ -127,13 +127,8 @@ class Cgroups:
         d = self.dirs.get("memory")
         if d is None:
             return 0
-        with contextlib.suppress(OSError):  # os.open/read: read twice per exec, a third of pathlib's cost
-            fd = os.open(d / "memory.oom_control", os.O_RDONLY)
-            try:
-                text = os.read(fd, 4096)
-            finally:
-                os.close(fd)
-            m = re.search(rb"^oom_kill (\d+)$", text, re.M)
+        with contextlib.suppress(OSError):
+            m = re.search(rb"^oom_kill (\d+)$", read_small(str(d / "memory.oom_control")), re.M)
             if m:
                 return int(m.group(1))
         return 0
@@ -146,27 +141,28 @@ class Cgroups:
 
 
 def _members(path: Path) -> set[int]:
-    """The pids in a cgroup and its descendants (os.scandir and os.read: this runs after every exec)."""
+    """The pids in a cgroup and its descendants (os.scandir, read_small: this runs after every exec)."""
     found: set[int] = set()
     stack = [str(path)]
     while stack:
         top = stack.pop()
         with contextlib.suppress(OSError):
-            fd = os.open(os.path.join(top, "cgroup.procs"), os.O_RDONLY)
-            try:
-                found.update(int(p) for p in _read_all(fd).split())
-            finally:
-                os.close(fd)
+            found.update(int(p) for p in read_small(os.path.join(top, "cgroup.procs")).split())
         with contextlib.suppress(OSError), os.scandir(top) as entries:
             stack.extend(e.path for e in entries if e.is_dir(follow_symlinks=False))
     return found
 
 
-def _read_all(fd: int) -> bytes:
-    chunks = []
-    while chunk := os.read(fd, 65536):
-        chunks.append(chunk)
-    return b"".join(chunks)
+def read_small(path: str) -> bytes:
+    """A cgroup file's bytes with os.open/os.read: these are read on every exec, at a third of pathlib's cost."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 def remove_cgroup(path: Path, rounds: int = 200) -> None:

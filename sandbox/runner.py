@@ -110,16 +110,6 @@ class Launcher:
         self.spawned[rid], self.exited[rid] = spawned, exited
         return spawned, exited
 
-    async def spawn(self, path: str, argv: Sequence[str], env: Mapping[str, str], fds: list[int],
-                    fsize: int | None = None) -> tuple[int, asyncio.Future[int]]:
-        """`send`, then wait until it started: its pid and a future of its wait status."""
-        spawned, exited = self.send(path, argv, env, fds, fsize)
-        try:
-            return await spawned, exited
-        except BaseException:
-            _forget(exited)
-            raise
-
     async def close(self) -> None:
         if self.sock.fileno() >= 0:
             self._lost()
