@@ -35,7 +35,6 @@ DEFAULT_PRICES: dict[str, tuple[float, float]] = {
 }
 TEACHER_MODEL = "offline-teacher-rule-based"
 PURPOSE_HEADER = "X-Gymforge-Purpose"
-JSON = "application/json"
 
 UsageSink = Callable[[Usage], Awaitable[None]]
 
@@ -176,7 +175,7 @@ class LLM:
         body.update({k: v for k, v in options.items() if v is not None})
         async with _endpoint_semaphore(self.endpoint):
             data = await self.client.post("/chat/completions", cast_to=object, content=json.dumps(body).encode(),
-                                          options={"headers": {PURPOSE_HEADER: purpose, "Content-Type": JSON}})
+                                          options={"headers": {PURPOSE_HEADER: purpose}})
         try:  # the JSON body as decoded (cast_to=object), or the text when the answer was not JSON
             return parse_reply(data)
         except ValueError as exc:
