@@ -5,6 +5,7 @@ markup: the scripts only ever set textContent)."""
 from __future__ import annotations
 
 from pathlib import Path
+from string import Template
 
 from aiohttp import web
 
@@ -13,8 +14,9 @@ from gymforge.web.api import FEED, SETTINGS, STORE, StoreHandle, routes
 from gymforge.web.live import LiveFeed
 
 STATIC = Path(__file__).parent / "static"
-PAGES = {"/": "index.html", "/tasks": "tasks.html", "/tasks/{task_id}": "task.html",
-         "/trajectories/{traj_id}": "trajectory.html"}
+# "/" is index.html; the others are page.html with $name the page's script (static/NAME.js) and title
+PAGES = {"/tasks": "tasks", "/tasks/{task_id}": "task", "/trajectories/{traj_id}": "trajectory"}
+NO_CACHE = {"Cache-Control": "no-cache"}
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self';"
        " base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 
@@ -28,9 +30,15 @@ async def security_headers(request: web.Request, handler):  # noqa: ANN001, ANN2
     return resp
 
 
+async def index(_: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC / "index.html", headers=NO_CACHE)
+
+
 def page(name: str):  # noqa: ANN201 - an aiohttp handler
-    async def serve(_: web.Request) -> web.FileResponse:
-        return web.FileResponse(STATIC / name, headers={"Cache-Control": "no-cache"})
+    html = Template((STATIC / "page.html").read_text()).substitute(name=name)
+
+    async def serve(_: web.Request) -> web.Response:
+        return web.Response(text=html, content_type="text/html", headers=NO_CACHE)
 
     return serve
 
@@ -41,6 +49,7 @@ def make_app(settings: Settings, *, live: bool = True) -> web.Application:
     app[STORE] = StoreHandle(settings.db_path)
     app[FEED] = LiveFeed(settings)
     app.add_routes(routes)
+    app.router.add_get("/", index)
     for path, name in PAGES.items():
         app.router.add_get(path, page(name))
     app.router.add_static("/static/", STATIC, append_version=False)
