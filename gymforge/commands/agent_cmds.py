@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 
 import structlog
 
@@ -14,7 +13,6 @@ from gymforge.app import (
     build_agent,
     connect,
     ensure_data_dir,
-    ensure_nats,
     retry_policy,
     start_budget,
     with_settings,
@@ -81,14 +79,3 @@ def cmd_agent(args: argparse.Namespace, s: Settings) -> int:
     tune_gc()
     asyncio.run(run_roles(s, [args.role], conc, metrics_port=args.metrics_port))
     return 0
-
-
-async def run_embedded(s: Settings, roles: list[str]) -> None:
-    server = await ensure_nats(s)
-    if server:
-        print(f"embedded NATS on {server.url} (store {s.data_dir / 'nats'})", file=sys.stderr)
-    try:
-        await run_roles(s, roles)
-    finally:
-        if server:
-            await server.stop()
