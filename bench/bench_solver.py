@@ -563,6 +563,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    positive = {"--steps": args.steps, "--latency": args.latency, "--overhead-latency": args.overhead_latency,
+                "--episodes": args.episodes, "--window": args.window,
+                "--concurrency": min(args.concurrency, default=0),
+                "--bwrap-concurrency": min(args.bwrap_concurrency, default=1)}
+    for flag, value in positive.items():
+        if value <= 0:
+            p.error(f"{flag} must be positive")
+    if args.warmup < 0 or (args.warmup_s is not None and args.warmup_s < 0):
+        p.error("--warmup and --warmup-s must not be negative")
     return args
 
 
