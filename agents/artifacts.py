@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 from bus import Bus
-from bus.events import DataRef
+from domain.tasks import DataRef
 
 PREFIX = "dataset"
 

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import structlog
 from nats.js import api
 
-from bus import Bus
+from bus import Bus, subject_for
 from bus.errors import Poison
-from bus.events import Usage, subject_for
+from domain.payloads import Usage
 
 log = structlog.get_logger("gymforge.budget")
 BUCKET, KEY = "gf-config", "budget"

@@ -20,7 +20,8 @@ from agents.llm_agent import LLMAgent
 from agents.replies import ReplyError, files, first_json
 from agents.runtime import Emit
 from bus import Event
-from bus.events import DatasetVerified, TaskBundle, TaskDrafted, TaskRejected
+from domain.payloads import DatasetVerified, TaskDrafted, TaskRejected
+from domain.tasks import TaskBundle
 from prompts import render
 
 REQUIRED_FILES = ("prepare.py", "baseline.py", "evaluate.py", "sample_submission.csv")

@@ -20,7 +20,8 @@ from agents.replies import ReplyError, explanation, files
 from agents.runtime import AgentContext, Emit
 from agents.taskrun import Score, StepFailed, check_submission_format, open_workspace, require_ok
 from bus import Event
-from bus.events import SolveRequested, TaskBundle, TaskDrafted, TaskRejected, TaskValidated
+from domain.payloads import SolveRequested, TaskDrafted, TaskRejected, TaskValidated
+from domain.tasks import TaskBundle
 from prompts import render
 from sandbox import Backend, SandboxUnavailable, get_backend
 

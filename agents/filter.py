@@ -35,7 +35,7 @@ from agents.filter_rules import (
 )
 from agents.runtime import Agent, AgentContext, Emit
 from bus import Event, Poison, Transient, derive_id
-from bus.events import TrajectoryAccepted, TrajectoryCompleted, TrajectoryRejected
+from domain.payloads import TrajectoryAccepted, TrajectoryCompleted, TrajectoryRejected
 
 log = structlog.get_logger("gymforge.filter")
 BUCKET = "gf-filter"

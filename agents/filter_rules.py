@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from bus.events import TaskGraded, TrajectoryCompleted
+from domain.payloads import TaskGraded, TrajectoryCompleted
 
 MODES = ("beat", "match", "any")
 DEFAULT_MODE = "beat"

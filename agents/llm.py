@@ -23,7 +23,8 @@ import structlog
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 from bus import Poison, Transient
-from bus.events import Usage
+from domain.model_api import PURPOSE_HEADER
+from domain.payloads import Usage
 
 log = structlog.get_logger("gymforge.llm")
 
@@ -33,8 +34,6 @@ DEFAULT_PRICES: dict[str, tuple[float, float]] = {
     "gpt-4.1": (2.0, 8.0), "gpt-4.1-mini": (0.4, 1.6), "gpt-4o": (2.5, 10.0), "gpt-4o-mini": (0.15, 0.6),
     "o4-mini": (1.1, 4.4),
 }
-TEACHER_MODEL = "offline-teacher-rule-based"
-PURPOSE_HEADER = "X-Gymforge-Purpose"
 
 UsageSink = Callable[[Usage], Awaitable[None]]
 

@@ -11,7 +11,7 @@ from agents.llm import LLM, Endpoint, Prices
 from agents.replies import ReplyError
 from agents.runtime import Agent, AgentContext
 from bus import Event, make_envelope
-from bus.events import Usage
+from domain.payloads import Usage
 from prompts import render
 
 T = TypeVar("T")

@@ -17,12 +17,13 @@ from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 from pydantic import ValidationError
 
-from agents.catalog import LocalCatalog
 from agents.llm_agent import LLMAgent
 from agents.replies import ReplyError, first_json
 from agents.runtime import Emit
 from bus import Event, Poison
-from bus.events import TASK_TYPES, TopicProposed, TopicRequested
+from catalog import LocalCatalog
+from domain.payloads import TopicProposed, TopicRequested
+from domain.tasks import TASK_TYPES
 from prompts import render
 
 BUCKET = "gf-topics"

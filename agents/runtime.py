@@ -20,8 +20,8 @@ import structlog
 from nats.aio.msg import Msg
 from nats.js.errors import ServiceUnavailableError
 
-from bus import Bus, Consumer, ConsumerSpec, Envelope, Event, RetryPolicy, make_envelope
-from bus.events import Payload, subject_for
+from bus import Bus, Consumer, ConsumerSpec, Envelope, Event, RetryPolicy, make_envelope, subject_for
+from domain.tasks import Payload
 
 log = structlog.get_logger("gymforge.agents")
 

@@ -15,8 +15,7 @@ from pathlib import Path
 from nats.aio.msg import Msg
 
 from agents.runtime import Agent, AgentContext, Emit
-from bus import Event
-from bus.events import type_of
+from bus import Event, type_of
 from store.db import Store
 from store.writes import Statement, entity_rows, invalid_row, ledger_row
 

@@ -15,7 +15,7 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bus.events import TaskBundle
+from domain.tasks import TaskBundle
 from sandbox import Backend, ExecResult, Limits, Mount, Session
 
 RAW, HIDDEN = "/gf/raw", "/gf/hidden"

@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from agents.artifacts import upload_dataset
-from agents.catalog import (
+from agents.runtime import Agent, AgentContext, Emit
+from bus import Event, Transient
+from catalog import (
     CatalogUnreachable,
     DatasetNotFound,
     DatasetProfile,
@@ -27,9 +29,8 @@ from agents.catalog import (
     check,
     resolve_columns,
 )
-from agents.runtime import Agent, AgentContext, Emit
-from bus import Event, Transient
-from bus.events import TASK_TYPES, DatasetCandidate, DatasetRejected, DatasetVerified, TopicProposed
+from domain.payloads import DatasetCandidate, DatasetRejected, DatasetVerified, TopicProposed
+from domain.tasks import TASK_TYPES
 
 TYPE_WORDS = {
     "image_classification": {"image", "images", "digit", "digits", "pixel", "vision", "handwritten", "picture"},

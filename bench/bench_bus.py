@@ -40,7 +40,7 @@ from nats.js.errors import NotFoundError
 from agents.runtime import Agent, AgentContext, AgentRunner, Emit
 from bus import Bus, BusSettings, Consumer, EmbeddedNats, Envelope, Event, encode, make_envelope
 from bus.connection import MSG_ID_HEADER
-from bus.events import TopicProposed, TopicRequested
+from domain.payloads import PAYLOADS, TopicProposed, TopicRequested
 from gymforge import logs
 
 RAW_STREAM = "BENCHRAW"
@@ -216,7 +216,7 @@ def report(results: dict[str, list[Sample]], args: argparse.Namespace) -> None:
 
 
 async def run_sides(server: EmbeddedNats, data_dir: Path, args: argparse.Namespace) -> dict[str, list[Sample]]:
-    bus = await Bus.connect(BusSettings(url=server.url))
+    bus = await Bus.connect(BusSettings(url=server.url), types=PAYLOADS)
     nc = await nats.connect(server.url)
     template = bus.stream_config()
     sides = {

@@ -64,10 +64,11 @@ os.environ.setdefault("MSWEA_SILENT_STARTUP", "1")
 
 import openai  # noqa: E402
 
-from agents.llm import LLM, TEACHER_MODEL, Completion, Endpoint  # noqa: E402
+from agents.llm import LLM, Completion, Endpoint  # noqa: E402
 from agents.solver.agent import LLMModel  # noqa: E402
 from agents.solver.loop import Episode, Limits, Output, Scored  # noqa: E402
 from agents.solver.record import Recorder  # noqa: E402
+from domain.model_api import TEACHER_MODEL  # noqa: E402
 from gymforge.daemon import tune_gc  # noqa: E402
 from prompts import render  # noqa: E402
 from sandbox import Limits as SandboxLimits  # noqa: E402
@@ -93,8 +94,8 @@ def script(steps: int, submit: str) -> list[str]:
 
 async def serve_teacher(latency: float, steps: int) -> None:
     """Child process: two teachers (gymforge's and mini-swe-agent's submit); URLs on stdout; stdin EOF stops."""
-    from agents.teacher.policy import TeacherConfig
-    from agents.teacher.server import Faults, TeacherServer
+    from teacher.policy import TeacherConfig
+    from teacher.server import Faults, TeacherServer
 
     servers = {side: TeacherServer(config=TeacherConfig(solve_script=tuple(script(steps, submit))),
                                    faults=Faults(latency_s=latency))

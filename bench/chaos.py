@@ -57,8 +57,8 @@ if not __package__:  # run as a script (bench/ is no installed package): the rep
 from bench.chaos_checks import TERMINAL, Snapshot, outcomes, query, snapshot, verify  # noqa: E402
 from bench.chaos_fleet import Fleet, Teacher, clean_env, leftover_processes, restart_nats  # noqa: E402
 from bus import Bus, BusSettings, EmbeddedNats, make_envelope  # noqa: E402
-from bus.events import TopicRequested  # noqa: E402
 from bus.server import free_port  # noqa: E402
+from domain.payloads import PAYLOADS, TopicRequested  # noqa: E402
 from gymforge.commands.run_cmd import DOMAINS  # noqa: E402
 
 ROLES = ("sink", "filter", "solver", "debugger", "coder", "verifier", "proposer")
@@ -243,7 +243,7 @@ class Chaos:
             await fleet.start_all()
             self.say(f"data dir {data_dir}; nats {server.url}; {len(fleet.members)} agent processes; "
                      f"teacher (rule-based stand-in) on port {teacher.port}")
-            bus = await Bus.connect(BusSettings(url=server.url), name="chaos")
+            bus = await Bus.connect(BusSettings(url=server.url), types=PAYLOADS, name="chaos")
             await seed_topics(bus, o.topics, o.domains)
             monkey = asyncio.create_task(self.monkey(fleet))
             if not await self.watch(bus, server, fleet, data_dir / "gymforge.db"):

@@ -10,16 +10,53 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bus.errors import Poison
-from bus.events import SCHEMA_VERSION, Payload, payload_model
 
 ID_LEN = 32
+SCHEMA_VERSION = 1
+SUBJECT_PREFIX = "gf"
+
+P = TypeVar("P", bound=BaseModel)
+PayloadTypes = Mapping[str, type[BaseModel]]  # event type -> its payload model (given by the layer above)
+
+
+def subject_for(event_type: str) -> str:
+    """An event type's subject: `topic.proposed` -> `gf.topic.proposed`."""
+    return f"{SUBJECT_PREFIX}.{event_type}"
+
+
+def type_of(subject: str) -> str:
+    prefix = SUBJECT_PREFIX + "."
+    return subject[len(prefix):] if subject.startswith(prefix) else subject
+
+
+class DeadLetter(BaseModel):
+    """The bus's own record of a message that can never be handled (`dead.<role>`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    role: str
+    reason: str
+    subject: str
+    data: str  # the original message body, utf-8 (undecodable bytes replaced) or base64 if binary
+    data_encoding: Literal["utf-8", "base64"] = "utf-8"
+    headers: dict[str, str] = Field(default_factory=dict)
+    deliveries: int = 1
+    stream_seq: int | None = None
+
+
+def payload_model(types: PayloadTypes, event_type: str) -> type[BaseModel] | None:
+    """The model for an event type; every `dead.<role>` shares DeadLetter."""
+    if event_type.startswith("dead."):
+        return DeadLetter
+    return types.get(event_type)
 
 
 class Envelope(BaseModel):
@@ -41,7 +78,7 @@ class Event:
     """A decoded event: the envelope and its validated, typed payload."""
 
     envelope: Envelope
-    payload: Payload
+    payload: BaseModel
     subject: str = ""
     stream_seq: int | None = None
     deliveries: int = 1
@@ -58,6 +95,12 @@ class Event:
     @property
     def trace_id(self) -> str:
         return self.envelope.trace_id
+
+    def payload_as(self, model: type[P]) -> P:
+        """The payload as the model the handler consumes; Poison when it is another type."""
+        if not isinstance(self.payload, model):
+            raise Poison(f"{self.type} carries {type(self.payload).__name__}, not {model.__name__}")
+        return self.payload
 
 
 def derive_id(parent_id: str, event_type: str, key: str | int) -> str:
@@ -76,7 +119,7 @@ def now() -> datetime:
 
 def make_envelope(
     event_type: str,
-    payload: Payload,
+    payload: BaseModel,
     *,
     producer: str,
     parent: Envelope | None = None,
@@ -141,12 +184,12 @@ def _decode_envelope_slow(data: bytes) -> Envelope:
 
 
 def validate_payload(
-    envelope: Envelope, payload: dict[str, Any] | None = None, *, subject: str = "", stream_seq: int | None = None,
-    deliveries: int = 1, headers: dict[str, str] | None = None,
+    envelope: Envelope, types: PayloadTypes, payload: dict[str, Any] | None = None, *, subject: str = "",
+    stream_seq: int | None = None, deliveries: int = 1, headers: dict[str, str] | None = None,
 ) -> Event:
     """Turn an envelope (with its payload resolved) into a typed Event, with the delivery's details when
     it came from a stream. Raises Poison with the reason."""
-    model = payload_model(envelope.type)
+    model = payload_model(types, envelope.type)
     if model is None:
         raise Poison(f"unknown event type {envelope.type!r}")
     body = envelope.payload if payload is None else payload
@@ -160,14 +203,14 @@ def validate_payload(
                  headers={} if headers is None else headers)
 
 
-def decode(data: bytes, expected_type: str | None = None) -> Event:
+def decode(data: bytes, types: PayloadTypes, expected_type: str | None = None) -> Event:
     """Decode an inline event; checks that the subject's type matches the envelope's."""
     env = decode_envelope(data)
     if expected_type is not None and env.type != expected_type:
         raise Poison(f"envelope type {env.type!r} does not match subject type {expected_type!r}")
     if env.payload_ref is not None:
         raise Poison("payload is by reference; resolve it with the object store first")
-    return validate_payload(env)
+    return validate_payload(env, types)
 
 
 def _first_error(exc: ValidationError) -> str:

@@ -16,9 +16,8 @@ from nats.js import JetStreamContext, api
 from nats.js.errors import BadRequestError, NotFoundError
 from nats.js.object_store import ObjectStore
 
-from bus.codec import Envelope, Event, decode_envelope, encode, validate_payload
+from bus.codec import Envelope, Event, PayloadTypes, decode_envelope, encode, subject_for, validate_payload
 from bus.errors import NatsUnavailable, Poison
-from bus.events import subject_for
 from bus.server import url_answers
 
 MSG_ID_HEADER = "Nats-Msg-Id"
@@ -79,14 +78,16 @@ def _refused(url: str, exc: BaseException) -> str:
 class Bus:
     """One NATS connection with JetStream, the gymforge stream and the artifacts object store."""
 
-    def __init__(self, nc: Client, settings: BusSettings) -> None:
+    def __init__(self, nc: Client, settings: BusSettings, types: PayloadTypes) -> None:
         self.nc = nc
         self.js: JetStreamContext = nc.jetstream()
         self.settings = settings
+        self.types = types  # event type -> payload model: what this connection can decode
         self._artifacts: ObjectStore | None = None
 
     @classmethod
-    async def connect(cls, settings: BusSettings, *, name: str = "gymforge", setup: bool = True) -> Bus:
+    async def connect(cls, settings: BusSettings, *, types: PayloadTypes, name: str = "gymforge",
+                      setup: bool = True) -> Bus:
         opts: dict[str, Any] = {
             "servers": [settings.url], "name": name, "connect_timeout": settings.connect_timeout_s,
             "allow_reconnect": True, "max_reconnect_attempts": -1, "reconnect_time_wait": 0.5,
@@ -117,7 +118,7 @@ class Bus:
             await nc.close()
             raise NatsUnavailable(f"TLS is configured but NATS at {settings.url} does not require it: refusing "
                                   "to send credentials and events in plaintext")
-        bus = cls(nc, settings)
+        bus = cls(nc, settings, types)
         if setup:
             await bus.ensure_stream()
         return bus
@@ -238,7 +239,7 @@ class Bus:
         if expected_type is not None and env.type != expected_type:
             raise Poison(f"envelope type {env.type!r} does not match subject type {expected_type!r}")
         payload = None if env.payload_ref is None else await self._referenced_payload(env.payload_ref)
-        return validate_payload(env, payload, subject=subject, stream_seq=stream_seq, deliveries=deliveries,
+        return validate_payload(env, self.types, payload, subject=subject, stream_seq=stream_seq, deliveries=deliveries,
                                 headers=headers)
 
     async def _referenced_payload(self, name: str) -> Any:

@@ -17,10 +17,9 @@ from nats.aio.msg import Msg
 from nats.js.errors import FetchTimeoutError
 
 from bus.acks import Action, Decision, RetryPolicy, apply, before_handling, decide
-from bus.codec import Envelope, Event, derive_id, make_envelope
+from bus.codec import DeadLetter, Envelope, Event, derive_id, make_envelope, type_of
 from bus.connection import Bus, ConsumerSpec
 from bus.errors import Transient
-from bus.events import DeadLetter, type_of
 
 log = structlog.get_logger("gymforge.bus")
 

@@ -15,6 +15,7 @@ from agents.budget import BudgetWatcher, Limit
 from agents.runtime import Agent, AgentContext
 from bus import Bus, BusSettings, EmbeddedNats, NatsUnavailable, RetryPolicy
 from bus.server import url_answers
+from domain.payloads import PAYLOADS
 from gymforge.config import Settings
 from gymforge.errors import UserError
 
@@ -51,8 +52,8 @@ def uses_offline_teacher(s: Settings) -> bool:
 
 async def ensure_teacher(s: Settings) -> Any:
     """Start the offline teacher in this process when it is the endpoint and nothing answers there."""
-    from agents.teacher.policy import TeacherConfig
-    from agents.teacher.server import TeacherServer
+    from teacher.policy import TeacherConfig
+    from teacher.server import TeacherServer
 
     if not uses_offline_teacher(s) or await http_answers(teacher_url(s) + "/models"):
         return None
@@ -75,7 +76,8 @@ async def http_answers(url: str, timeout: float = 1.0) -> bool:
 
 def endpoints(s: Settings) -> dict[str, Any]:
     """The teacher endpoint (proposer, coder, debugger) and the solver's; the offline teacher by default."""
-    from agents.llm import TEACHER_MODEL, Endpoint
+    from agents.llm import Endpoint
+    from domain.model_api import TEACHER_MODEL
 
     offline = Endpoint(base_url=teacher_url(s), api_key="offline", model=TEACHER_MODEL,
                        concurrency=s.llm_concurrency, timeout_s=s.llm_timeout_s, max_retries=s.llm_max_retries)
@@ -147,7 +149,7 @@ def ensure_data_dir(s: Settings) -> Path:
 
 async def connect(s: Settings, *, name: str = "gymforge", setup: bool = True) -> Bus:
     try:
-        return await Bus.connect(bus_settings(s), name=name, setup=setup)
+        return await Bus.connect(bus_settings(s), types=PAYLOADS, name=name, setup=setup)
     except NatsUnavailable as exc:
         refused = any(w in str(exc) for w in ("credentials", "TLS", "certificate", "Authorization"))
         hint = "" if refused else "; start one with `gymforge nats` or set GYMFORGE_NATS_URL"

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the catalog pulls in datasets/pandas: imported only when a catalog command runs
-    from agents.catalog import DatasetProfile
+    from catalog import DatasetProfile
 from gymforge.errors import UserError
 
 DEFAULT_DATA_DIR = ".gymforge"
@@ -43,7 +43,7 @@ def catalog_root(args: argparse.Namespace) -> Path:
 
 
 def list_command(args: argparse.Namespace) -> int:
-    from agents.catalog import LocalCatalog
+    from catalog import LocalCatalog
 
     profiles = LocalCatalog(catalog_root(args)).list()
     if args.json:
@@ -60,7 +60,7 @@ def list_command(args: argparse.Namespace) -> int:
 
 
 def add_command(args: argparse.Namespace) -> int:
-    from agents.catalog import CatalogError, LocalCatalog
+    from catalog import CatalogError, LocalCatalog
 
     try:
         profile = LocalCatalog(catalog_root(args)).add(Path(args.path), name=args.name, replace=args.replace)
@@ -71,8 +71,8 @@ def add_command(args: argparse.Namespace) -> int:
 
 
 def build_command(args: argparse.Namespace) -> int:
-    from agents.catalog import CatalogError, LocalCatalog
-    from agents.catalog.builtin import unavailable_builtins
+    from catalog import CatalogError, LocalCatalog
+    from catalog.builtin import unavailable_builtins
 
     try:
         profiles = LocalCatalog(catalog_root(args)).build_builtin(force=args.force)

@@ -40,7 +40,8 @@ from pydantic import ValidationError
 from agents.artifacts import fetch_dataset
 from agents.taskrun import StepFailed, open_workspace
 from bus import Bus
-from bus.events import TaskBundle, TaskValidated
+from domain.payloads import TaskValidated
+from domain.tasks import TaskBundle
 from gymforge.app import connect, with_settings
 from gymforge.config import Settings
 from gymforge.errors import UserError

@@ -8,7 +8,7 @@
     DIR/manifest.json    counts, skipped trajectories, filters, format and the token estimator
 
 Rows are streamed from the store (one trajectory in memory at a time), filtered and ordered in SQL.
-Conversations longer than --max-tokens (ESTIMATED, agents.tokens) are cut at a turn boundary; those whose
+Conversations longer than --max-tokens (ESTIMATED, domain.tokens) are cut at a turn boundary; those whose
 first assistant turn alone does not fit are skipped and counted. The shared pieces (filters, the example
 stream, the manifest) serve `export traj` and `export hf` as well.
 """

@@ -6,7 +6,7 @@ tool-call mode the thought with one `bash` tool call) alternating with observati
 `tool` in tool-call mode). A conversation always ends with an assistant turn: a trailing observation
 (what the last action printed) is dropped, since there is nothing to learn from it.
 
-Lengths are ESTIMATED with agents.tokens (ceil(chars/4)), the one estimator of the project. Truncation
+Lengths are ESTIMATED with domain.tokens (ceil(chars/4)), the one estimator of the project. Truncation
 keeps whole turns: it drops trailing (observation, assistant) pairs until the conversation fits.
 """
 
@@ -16,7 +16,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from agents.tokens import conversation_tokens, message_tokens
+from domain.tokens import conversation_tokens, message_tokens
 
 TOKEN_ESTIMATOR = "estimated ceil(chars/4)"
 TOOL_CALL = "tool_call"

@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from bus import DeadLetter
 from bus.codec import Envelope
-from bus.events import (
+from domain.payloads import (
     DatasetRejected,
     DatasetVerified,
-    DeadLetter,
     TaskDrafted,
     TaskGraded,
     TaskRejected,

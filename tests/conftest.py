@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from agents.catalog import LocalCatalog
 from agents.runtime import AgentContext, AgentRunner, Supervisor
 from agents.sink import SinkAgent
 from bus import Bus, BusSettings, EmbeddedNats
+from catalog import LocalCatalog
+from domain.payloads import PAYLOADS
 
 # Planted so that any leak into sandboxes, events, logs or exports is detectable.
 os.environ.setdefault("GYMFORGE_TEST_RUN", "1")
@@ -55,6 +56,6 @@ async def sink(bus: Bus, data_dir: Path) -> AsyncIterator[Path]:
 
 @pytest.fixture
 async def bus(nats_server: EmbeddedNats) -> AsyncIterator[Bus]:
-    b = await Bus.connect(BusSettings(url=nats_server.url))
+    b = await Bus.connect(BusSettings(url=nats_server.url), types=PAYLOADS)
     yield b
     await b.close()

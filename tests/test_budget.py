@@ -7,11 +7,11 @@ from pathlib import Path
 
 from agents.budget import Limit, set_budget
 from agents.runtime import AgentRunner, Supervisor
-from agents.teacher.server import TeacherServer
 from bus import Bus, EmbeddedNats, make_envelope
-from bus.events import TopicRequested
+from domain.payloads import TopicRequested
 from gymforge import config
 from gymforge.app import build_agent, start_budget
+from teacher.server import TeacherServer
 from tests.helpers.cli import gymforge
 from tests.test_runtime import wait_until_count
 

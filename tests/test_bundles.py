@@ -21,7 +21,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from agents.teacher.bundles import (
+from domain.tasks import TASK_TYPES, DataRef, TaskBundle
+from teacher.bundles import (
     DEFECTS,
     BundleDraft,
     CardError,
@@ -30,9 +31,8 @@ from agents.teacher.bundles import (
     read_card,
     write_bundle,
 )
-from agents.teacher.bundles.edits import module_constants
-from agents.teacher.bundles.imports import add_import
-from bus.events import TASK_TYPES, DataRef, TaskBundle
+from teacher.bundles.edits import module_constants
+from teacher.bundles.imports import add_import
 
 PYTHON = sys.executable
 STEP_TIMEOUT = 120

@@ -7,10 +7,21 @@ import json
 
 import pytest
 
-from bus import Bus, Consumer, ConsumerSpec, Poison, RetryPolicy, Transient, decode, make_envelope
+from bus import (
+    Bus,
+    Consumer,
+    ConsumerSpec,
+    DeadLetter,
+    Poison,
+    RetryPolicy,
+    Transient,
+    decode,
+    make_envelope,
+    subject_for,
+)
 from bus.codec import Event
 from bus.connection import BusSettings
-from bus.events import DeadLetter, TopicProposed, TopicRequested, subject_for
+from domain.payloads import PAYLOADS, TopicProposed, TopicRequested
 
 
 def topic(title: str = "Predict iris species") -> TopicProposed:
@@ -120,7 +131,7 @@ async def test_transient_errors_retry_then_dead_letter(bus: Bus) -> None:
 
 
 async def test_large_payload_travels_by_reference(nats_server) -> None:
-    bus = await Bus.connect(BusSettings(url=nats_server.url, inline_limit=1024))
+    bus = await Bus.connect(BusSettings(url=nats_server.url, inline_limit=1024), types=PAYLOADS)
     try:
         big = TopicProposed(title="big", description="x" * 50_000)
         env = make_envelope("topic.proposed", big, producer="t")
@@ -130,7 +141,7 @@ async def test_large_payload_travels_by_reference(nats_server) -> None:
         assert "payload" not in body and body["payload_ref"].startswith("payload/")
         assert len(raw.data) < 1024
         with pytest.raises(Poison):
-            decode(raw.data)
+            decode(raw.data, PAYLOADS)
         event = await bus.resolve(raw.data)
         assert event.payload.description == big.description
     finally:
@@ -138,10 +149,10 @@ async def test_large_payload_travels_by_reference(nats_server) -> None:
 
 
 async def test_stream_and_consumer_setup_is_idempotent_and_applies_changes(nats_server) -> None:
-    bus = await Bus.connect(BusSettings(url=nats_server.url))
+    bus = await Bus.connect(BusSettings(url=nats_server.url), types=PAYLOADS)
     await bus.ensure_consumer(ConsumerSpec("c", [subject_for("topic.proposed")], ack_wait_s=30))
     await bus.close()
-    bus = await Bus.connect(BusSettings(url=nats_server.url, duplicate_window_s=600))
+    bus = await Bus.connect(BusSettings(url=nats_server.url, duplicate_window_s=600), types=PAYLOADS)
     try:
         await bus.ensure_consumer(ConsumerSpec("c", [subject_for("topic.proposed")], ack_wait_s=45))
         assert (await bus.js.stream_info("GYMFORGE")).config.duplicate_window == 600

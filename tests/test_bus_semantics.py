@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import asyncio
 
-from bus import Bus, BusSettings, Consumer, ConsumerSpec, make_envelope
+from bus import Bus, BusSettings, Consumer, ConsumerSpec, make_envelope, subject_for
 from bus.codec import Event
-from bus.events import TopicProposed, TopicRequested, subject_for
+from domain.payloads import PAYLOADS, TopicProposed, TopicRequested
 from tests.test_bus import run_consumer
 
 
@@ -64,7 +64,7 @@ async def test_concurrency_limit_and_event_metadata(bus: Bus) -> None:
 
 
 async def test_outputs_in_order_and_published_before_ack(nats_server) -> None:  # noqa: ANN001
-    bus = await Bus.connect(BusSettings(url=nats_server.url, inline_limit=2048))
+    bus = await Bus.connect(BusSettings(url=nats_server.url, inline_limit=2048), types=PAYLOADS)
     try:
         done = asyncio.Event()
 

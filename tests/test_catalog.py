@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 from aiohttp import web
 
-from agents.catalog import (
+from catalog import (
     DatasetNotFound,
     DatasetProfile,
     DatasetUnavailable,
@@ -29,11 +29,11 @@ from agents.catalog import (
     check,
     resolve_columns,
 )
-from agents.catalog.builtin import BUILTIN
-from agents.catalog.convert import flatten_images
-from agents.catalog.features import features_to_types
-from agents.catalog.splits import split_indices
-from bus.events import TASK_TYPES
+from catalog.builtin import BUILTIN
+from catalog.convert import flatten_images
+from catalog.features import features_to_types
+from catalog.splits import split_indices
+from domain.tasks import TASK_TYPES
 from gymforge import catalog_cli
 from gymforge.errors import UserError
 

@@ -8,9 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bus import Bus, Consumer, ConsumerSpec, EmbeddedNats, Poison
+from bus import Bus, Consumer, ConsumerSpec, EmbeddedNats, Poison, subject_for
 from bus.codec import Event
-from bus.events import subject_for
 from tests.helpers.cli import gymforge
 from tests.test_runtime import wait_until_count
 

@@ -17,18 +17,18 @@ import pytest
 import prompts
 from agents.runtime import AgentContext, AgentRunner, Supervisor
 from agents.sink import SinkAgent
-from agents.tokens import conversation_tokens, message_tokens
 from bus import Bus, BusSettings, EmbeddedNats
 from bus.codec import make_envelope
-from bus.events import (
-    DataRef,
-    TaskBundle,
+from domain.payloads import (
+    PAYLOADS,
     TaskGraded,
     TaskValidated,
     TrajectoryAccepted,
     TrajectoryCompleted,
     TrajectoryRejected,
 )
+from domain.tasks import DataRef, TaskBundle
+from domain.tokens import conversation_tokens, message_tokens
 from gymforge import export_hf, sft_format
 from tests.helpers.cli import Result, gymforge
 from tests.test_runtime import wait_until_count
@@ -178,7 +178,7 @@ async def fill_store(data_dir: Path, jetstream: Path) -> dict[tuple[str, int], d
     """Publish validated tasks, trajectories, verdicts and grades; the real sink writes the store."""
     trajs: dict[tuple[str, int], dict[str, Any]] = {}
     async with EmbeddedNats(jetstream, port=0) as server:
-        bus = await Bus.connect(BusSettings(url=server.url))
+        bus = await Bus.connect(BusSettings(url=server.url), types=PAYLOADS)
         sup = Supervisor([AgentRunner(SinkAgent(AgentContext(bus=bus, data_dir=data_dir), data_dir / "gymforge.db"))])
         sink = asyncio.create_task(sup.run())
         try:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from agents.teacher.server import Faults, TeacherServer
 from bus import Bus, EmbeddedNats
+from teacher.server import Faults, TeacherServer
 from tests.helpers.cli import gymforge
 
 pytestmark = pytest.mark.timeout(900)

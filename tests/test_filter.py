@@ -23,10 +23,10 @@ from agents.filter_rules import (
     verdict,
 )
 from agents.runtime import AgentContext, AgentRunner, Emit, Supervisor
-from agents.tokens import conversation_tokens
-from bus import Bus, BusSettings, EmbeddedNats, Envelope, make_envelope
+from bus import Bus, BusSettings, EmbeddedNats, Envelope, make_envelope, subject_for
 from bus.codec import validate_payload
-from bus.events import TrajectoryCompleted, subject_for
+from domain.payloads import PAYLOADS, TrajectoryCompleted
+from domain.tokens import conversation_tokens
 from store.db import Store
 from tests.test_runtime import wait_for_acked, wait_until_count
 
@@ -290,7 +290,7 @@ async def test_the_same_event_twice_gives_one_verdict_and_one_grade(bus: Bus, da
 
 
 async def handled(agent: FilterAgent, env: Envelope) -> list[Emit]:
-    return list(await agent.handle(validate_payload(env)))
+    return list(await agent.handle(validate_payload(env, PAYLOADS)))
 
 
 async def test_redelivery_after_a_crash_keeps_the_claim_and_the_verdict(bus: Bus, data_dir: Path) -> None:
@@ -317,7 +317,7 @@ async def test_redelivery_after_a_crash_keeps_the_claim_and_the_verdict(bus: Bus
 async def test_two_replicas_racing_on_duplicates_accept_one(
     nats_server: EmbeddedNats, bus: Bus, data_dir: Path, sink: Path
 ) -> None:
-    other = await Bus.connect(BusSettings(url=nats_server.url))
+    other = await Bus.connect(BusSettings(url=nats_server.url), types=PAYLOADS)
     n = 8
     events = [envelope(completed("reg-4", i, PLAN_A if i % 2 else PLAN_A_SPACED, 0.9, attempts_total=n))
               for i in range(n)]

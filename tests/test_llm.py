@@ -18,15 +18,16 @@ from aiohttp import web
 from tenacity import RetryCallState
 
 import agents.llm as llm_mod
-from agents.llm import LLM, PURPOSE_HEADER, TEACHER_MODEL, Completion, Endpoint, ModelRefused, Prices
+from agents.llm import LLM, Completion, Endpoint, ModelRefused, Prices
 from agents.llm_agent import LLMAgent
 from agents.proposer import parse_topics
 from agents.replies import ReplyError
 from agents.runtime import AgentContext
-from agents.teacher.server import Faults, TeacherServer
-from bus import Bus, Transient
-from bus.events import Usage, subject_for
+from bus import Bus, Transient, subject_for
+from domain.model_api import PURPOSE_HEADER, TEACHER_MODEL
+from domain.payloads import Usage
 from prompts import render
+from teacher.server import Faults, TeacherServer
 from tests.test_teacher import built_catalog, propose_messages
 
 pytestmark = pytest.mark.timeout(60)

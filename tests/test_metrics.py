@@ -16,13 +16,13 @@ from pathlib import Path
 import aiohttp
 
 from agents.runtime import Agent, AgentContext, AgentRunner, Emit, Supervisor
-from agents.teacher.server import TeacherServer
 from bus import Bus, EmbeddedNats, Event, RetryPolicy, make_envelope
-from bus.events import TopicProposed, TopicRequested
+from domain.payloads import TopicProposed, TopicRequested
 from gymforge import config
 from gymforge.app import build_agent
 from gymforge.metrics import MeteredBackend, Metrics, Registry
 from sandbox import get_backend
+from teacher.server import TeacherServer
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*",?)*\})? (\S+)$')

@@ -17,12 +17,12 @@ import pytest
 from nats.js.errors import NotFoundError
 
 from agents.runtime import AgentRunner, Supervisor
-from agents.teacher.server import TeacherServer
 from bus import Bus, BusSettings, ConsumerSpec, EmbeddedNats, NatsUnavailable, make_envelope
-from bus.events import TopicRequested
 from bus.server import ServerSecurity
+from domain.payloads import PAYLOADS, TopicRequested
 from gymforge import config
 from gymforge.app import build_agent, connect, start_budget
+from teacher.server import TeacherServer
 from tests.helpers.certs import Certs, make_certs
 from tests.helpers.cli import gymforge
 
@@ -41,7 +41,7 @@ def password() -> str:
 
 async def round_trip(settings: BusSettings) -> None:
     """Publish an event through Bus and consume it back through a durable consumer."""
-    bus = await Bus.connect(settings)
+    bus = await Bus.connect(settings, types=PAYLOADS)
     try:
         env = make_envelope("topic.requested", TopicRequested(domain="security", count=2), producer="test")
         await bus.publish(env)
@@ -76,7 +76,7 @@ async def test_right_credentials_publish_and_consume(tmp_path: Path, kind: str) 
         creds = {"user": "gf", "password": secret} if kind == "user" else {"token": secret}
         await round_trip(BusSettings(url=srv.url, **creds))
         with pytest.raises(NatsUnavailable, match="refused the credentials"):
-            await Bus.connect(BusSettings(url=srv.url))
+            await Bus.connect(BusSettings(url=srv.url), types=PAYLOADS)
 
 
 @pytest.mark.parametrize("case", ["wrong password", "no credentials", "wrong user", "token instead"])
@@ -126,7 +126,7 @@ async def test_mutual_tls_needs_the_client_certificate(tmp_path: Path, certs: Ce
         # TLS 1.3 reports the missing certificate after the handshake: an alert, or the server hanging up
         # (a close, or a reset when our bytes were still unread)
         with pytest.raises(NatsUnavailable, match="CERTIFICATE_REQUIRED|Connection lost|Connection reset by peer"):
-            await Bus.connect(BusSettings(url=srv.url, tls_ca=str(certs.ca)))
+            await Bus.connect(BusSettings(url=srv.url, tls_ca=str(certs.ca)), types=PAYLOADS)
 
 
 @pytest.mark.parametrize("case", ["wrong CA", "no CA", "missing CA file"])

@@ -11,9 +11,20 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bus import Bus, ConsumerSpec, EmbeddedNats, Event, Poison, decode, encode, make_envelope
+from bus import (
+    SCHEMA_VERSION,
+    Bus,
+    ConsumerSpec,
+    EmbeddedNats,
+    Event,
+    Poison,
+    decode,
+    encode,
+    make_envelope,
+    subject_for,
+)
 from bus.consume import Consumer
-from bus.events import SCHEMA_VERSION, TopicRequested, subject_for
+from domain.payloads import PAYLOADS, TopicRequested
 from tests.helpers.cli import gymforge
 from tests.test_runtime import wait_until_count
 
@@ -81,7 +92,7 @@ async def _until(cond) -> None:  # noqa: ANN001
 
 def decodes_or_poison(data: bytes) -> Event | None:
     try:
-        return decode(data)
+        return decode(data, PAYLOADS)
     except Poison as exc:
         assert str(exc)  # always a reason
         return None
@@ -114,5 +125,5 @@ def test_mutated_envelopes_decode_to_an_event_or_poison(changes: dict) -> None:
 def test_valid_events_round_trip(domain: str, count: int, difficulty: str) -> None:
     env = make_envelope("topic.requested", TopicRequested(domain=domain, count=count, difficulty=difficulty),
                         producer="fuzz")
-    event = decode(encode(env), "topic.requested")
+    event = decode(encode(env), PAYLOADS, "topic.requested")
     assert event.envelope == env and event.payload == TopicRequested(domain=domain, count=count, difficulty=difficulty)

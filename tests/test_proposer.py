@@ -7,17 +7,17 @@ from __future__ import annotations
 from pathlib import Path
 
 from agents.proposer import ProposerAgent
-from agents.teacher.server import TeacherServer
 from bus import Bus, EmbeddedNats, make_envelope
 from bus.codec import validate_payload
-from bus.events import TopicProposed, TopicRequested
+from domain.payloads import PAYLOADS, TopicProposed, TopicRequested
 from gymforge import config
 from gymforge.app import build_agent
+from teacher.server import TeacherServer
 
 
 async def proposed(agent: ProposerAgent, domain: str, count: int, env=None) -> tuple[object, list[TopicProposed]]:  # noqa: ANN001
     env = env or make_envelope("topic.requested", TopicRequested(domain=domain, count=count), producer="test")
-    emits = await agent.handle(validate_payload(env))
+    emits = await agent.handle(validate_payload(env, PAYLOADS))
     assert all(e.type == "topic.proposed" for e in emits)
     return env, [e.payload for e in emits]  # type: ignore[misc]
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from agents.runtime import Agent, AgentContext, AgentRunner, Emit, Supervisor
 from bus import Bus, EmbeddedNats, Event, make_envelope
-from bus.events import TopicRequested
+from domain.payloads import TopicRequested
 from store.db import Store
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -15,11 +15,12 @@ from pathlib import Path
 import pytest
 import structlog
 
-from agents.teacher.policy import TeacherConfig
-from agents.teacher.server import TeacherServer
 from bus import Bus, BusSettings, EmbeddedNats
 from bus.server import ServerSecurity, free_port
+from domain.payloads import PAYLOADS
 from gymforge import config, logs
+from teacher.policy import TeacherConfig
+from teacher.server import TeacherServer
 from tests.helpers.cli import gymforge
 
 
@@ -206,7 +207,7 @@ async def test_a_pipeline_run_leaks_no_planted_secret(tmp_path: Path, data_dir: 
             outputs += [r.out, r.err]
 
         leaks: list[str] = []
-        bus = await Bus.connect(BusSettings(url=srv.url, user="gf", password=nats_password), setup=False)
+        bus = await Bus.connect(BusSettings(url=srv.url, user="gf", password=nats_password), types=PAYLOADS, setup=False)
         try:
             streams = await scan_jetstream(bus, plant, leaks)
             objects = await scan_object_store(bus, plant, leaks)

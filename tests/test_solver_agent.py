@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 
 from agents.runtime import AgentRunner, Supervisor
-from agents.teacher.policy import TeacherConfig
-from agents.teacher.server import Faults, TeacherServer
 from bus import Bus, EmbeddedNats, make_envelope
 from gymforge import config
 from gymforge.app import build_agent
+from teacher.policy import TeacherConfig
+from teacher.server import Faults, TeacherServer
 from tests.helpers.tasks import ReadyTask, build_task
 from tests.test_runtime import wait_for, wait_until_count
 from tests.test_tasks_pipeline import rows

@@ -16,10 +16,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from bus import Bus, EmbeddedNats, Envelope, make_envelope
-from bus.events import (
-    DataRef,
+from domain.payloads import (
     DatasetVerified,
-    TaskBundle,
     TaskDrafted,
     TaskValidated,
     TopicProposed,
@@ -27,6 +25,7 @@ from bus.events import (
     TrajectoryCompleted,
     Usage,
 )
+from domain.tasks import DataRef, TaskBundle
 
 ROOT = Path(__file__).resolve().parents[1]
 STREAM = "GYMFORGE"

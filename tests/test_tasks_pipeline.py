@@ -11,15 +11,16 @@ from pathlib import Path
 import pytest
 
 from agents.runtime import AgentRunner, Supervisor
-from agents.teacher.policy import TeacherConfig
-from agents.teacher.server import TeacherServer
 from bus import Bus, EmbeddedNats, make_envelope
-from bus.events import TASK_TYPES, DatasetCandidate, TopicProposed, TopicRequested
 from bus.server import free_port
+from domain.payloads import DatasetCandidate, TopicProposed, TopicRequested
+from domain.tasks import TASK_TYPES
 from gymforge import config
 from gymforge.app import build_agent
 from gymforge.commands.run_cmd import DOMAINS
 from store.db import Store
+from teacher.policy import TeacherConfig
+from teacher.server import TeacherServer
 from tests.test_catalog import FakeHub, fake_hub  # noqa: F401 - the fake Hub API fixture
 from tests.test_runtime import wait_until_count
 

@@ -12,15 +12,16 @@ from typing import Any
 
 import pytest
 
-from agents.catalog import LocalCatalog, build_builtin
 from agents.coder import parse_bundle
 from agents.debugger import parse_fix
 from agents.proposer import ProposerAgent, parse_topics
 from agents.replies import ReplyError, files
-from agents.teacher.bundles import write_bundle
-from agents.teacher.policy import DEFECTS, PolicyError, TeacherConfig, answer, defect_for, domain_types
-from bus.events import TASK_TYPES, TopicProposed
+from catalog import LocalCatalog, build_builtin
+from domain.payloads import TopicProposed
+from domain.tasks import TASK_TYPES
 from prompts import render
+from teacher.bundles import write_bundle
+from teacher.policy import DEFECTS, PolicyError, TeacherConfig, answer, defect_for, domain_types
 
 CATALOG_NAMES = ["iris", "diabetes"]
 _BUILT: dict[str, Path] = {}

@@ -20,12 +20,16 @@ import openai
 import pytest
 
 import prompts
-from agents.llm import PURPOSE_HEADER, TEACHER_MODEL
 from agents.taskrun import StepFailed, Workspace, open_workspace
-from agents.teacher.bundles import write_bundle
-from agents.teacher.policy import PolicyError, TeacherConfig, answer
-from agents.teacher.server import TeacherServer
-from agents.teacher.solve import (
+from domain.model_api import PURPOSE_HEADER, TEACHER_MODEL
+from domain.tasks import DataRef, TaskBundle
+from domain.tokens import conversation_tokens
+from prompts import render
+from sandbox import ExecResult, get_backend
+from teacher.bundles import write_bundle
+from teacher.policy import PolicyError, TeacherConfig, answer
+from teacher.server import TeacherServer
+from teacher.solve import (
     LIST_CMD,
     PEEK_CMD,
     READ_CMD,
@@ -36,10 +40,6 @@ from agents.teacher.solve import (
     shell_blocks,
     solve_reply,
 )
-from agents.tokens import conversation_tokens
-from bus.events import DataRef, TaskBundle
-from prompts import render
-from sandbox import ExecResult, get_backend
 from tests.helpers.cli import ROOT, gymforge
 from tests.test_teacher import built_catalog
 

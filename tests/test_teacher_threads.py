@@ -14,9 +14,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from agents.llm import PURPOSE_HEADER
-from agents.teacher.server import TeacherServer
-from agents.teacher.solve import LIST_CMD, READ_CMD
+from domain.model_api import PURPOSE_HEADER
+from teacher.server import TeacherServer
+from teacher.solve import LIST_CMD, READ_CMD
 from tests.test_teacher_solve import FACTS, SOURCE, instance
 
 ROUNDS = 3

@@ -22,16 +22,12 @@ import prompts
 from agents.budget import Limit, set_budget
 from agents.runtime import AgentContext, AgentRunner, Supervisor
 from agents.sink import SinkAgent
-from agents.tokens import conversation_tokens
 from bus import Bus, EmbeddedNats, Envelope, make_envelope, publish_dead_letter
-from bus.events import (
-    DataRef,
+from domain.payloads import (
     DatasetCandidate,
     DatasetRejected,
     DatasetVerified,
-    Payload,
     SolveRequested,
-    TaskBundle,
     TaskDrafted,
     TaskGraded,
     TaskRejected,
@@ -43,6 +39,8 @@ from bus.events import (
     TrajectoryRejected,
     Usage,
 )
+from domain.tasks import DataRef, Payload, TaskBundle
+from domain.tokens import conversation_tokens
 from gymforge import config
 from gymforge.web.app import WebServer
 from tests.helpers.cli import ROOT

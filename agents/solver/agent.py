@@ -23,9 +23,10 @@ from agents.solver.environment import SandboxEnvironment
 from agents.solver.loop import Episode, Limits
 from agents.solver.record import Recorder
 from agents.taskrun import StepFailed, open_workspace
-from agents.tokens import conversation_tokens
 from bus import Event
-from bus.events import SolveRequested, TaskBundle, TrajectoryCompleted
+from domain.payloads import SolveRequested, TrajectoryCompleted
+from domain.tasks import TaskBundle
+from domain.tokens import conversation_tokens
 from prompts import render
 from sandbox import Backend, SandboxUnavailable, get_backend
 

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from agents.llm import Completion
 from agents.solver.actions import Action, ActionFormat, FormatError, command_output, parse_action
 from agents.solver.record import Recorder, Step
-from agents.tokens import conversation_tokens
+from domain.tokens import conversation_tokens
 from prompts import render
 
 

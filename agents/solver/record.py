@@ -11,7 +11,7 @@ from typing import Any
 
 from agents.llm import Completion
 from agents.solver.actions import Action
-from agents.tokens import conversation_tokens
+from domain.tokens import conversation_tokens
 
 API_KEYS = ("role", "content", "tool_calls", "tool_call_id")
 

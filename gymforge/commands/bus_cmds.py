@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from agents.sink import REPLAY_HEADER
 from bus import Bus, EmbeddedNats, NatsUnavailable, Poison, make_envelope
 from bus.connection import MSG_ID_HEADER
-from bus.events import TopicProposed, TopicRequested
+from domain.payloads import TopicProposed, TopicRequested
 from gymforge.app import connect, ensure_data_dir, with_settings
 from gymforge.config import Settings
 from gymforge.errors import UserError

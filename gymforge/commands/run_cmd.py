@@ -16,7 +16,7 @@ from typing import Any
 from agents.budget import BudgetWatcher
 from agents.runtime import AgentRunner, Supervisor
 from bus import Bus, make_envelope
-from bus.events import TopicRequested
+from domain.payloads import TopicRequested
 from gymforge.app import (
     ROLES,
     build_agent,

@@ -33,8 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_teacher(args: argparse.Namespace, s: Settings) -> int:
-    from agents.teacher.policy import TeacherConfig
-    from agents.teacher.server import Faults, TeacherServer
+    from teacher.policy import TeacherConfig
+    from teacher.server import Faults, TeacherServer
 
     for name in ("error_rate", "hang_rate", "defect_rate", "solve_format_error_rate"):
         v = getattr(args, name)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agents.llm import Completion
-from agents.tokens import conversation_tokens, estimate
+from domain.tokens import conversation_tokens, estimate
 
 
 def bash(command: str, thought: str = "Next step.") -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from agents.runtime import Agent, AgentContext, AgentRunner, Emit, Supervisor
 from bus import Bus, BusSettings, Event, make_envelope
-from bus.events import TopicProposed
+from domain.payloads import PAYLOADS, TopicProposed
 
 
 class SlowAgent(Agent):
@@ -48,7 +48,7 @@ async def main() -> None:
     p.add_argument("--grace", type=float, default=1.0)
     a = p.parse_args()
     SlowAgent.ack_wait_s = a.ack_wait
-    bus = await Bus.connect(BusSettings(url=a.url))
+    bus = await Bus.connect(BusSettings(url=a.url), types=PAYLOADS)
     agent = SlowAgent(AgentContext(bus=bus, data_dir=a.marker_dir), a.marker_dir, a.work)
     sup = Supervisor([AgentRunner(agent, concurrency=1)], grace_s=a.grace)
     sup.install_signal_handlers()

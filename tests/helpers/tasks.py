@@ -11,10 +11,11 @@ from pathlib import Path
 
 from agents.artifacts import upload_dataset
 from agents.taskrun import open_workspace
-from agents.teacher.bundles import write_bundle
 from bus import Bus
-from bus.events import DataRef, SolveRequested, TaskBundle
+from domain.payloads import SolveRequested
+from domain.tasks import DataRef, TaskBundle
 from sandbox import get_backend
+from teacher.bundles import write_bundle
 from tests.test_bundles import dataset, write_raw
 
 

@@ -11,11 +11,11 @@ from typing import Any
 
 import datasets
 
-from agents.catalog.convert import standardize
-from agents.catalog.features import SCALAR_TYPES, class_names, features_to_types
-from agents.catalog.layout import json_safe, quiet_progress, write_layout
-from agents.catalog.models import DatasetProfile, DatasetUnavailable
-from agents.catalog.splits import SPLIT_ALIASES, normalize_splits
+from catalog.convert import standardize
+from catalog.features import SCALAR_TYPES, class_names, features_to_types
+from catalog.layout import json_safe, quiet_progress, write_layout
+from catalog.models import DatasetProfile, DatasetUnavailable
+from catalog.splits import SPLIT_ALIASES, normalize_splits
 
 SAMPLE_ROWS = 5
 

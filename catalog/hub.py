@@ -21,8 +21,8 @@ from urllib.parse import quote, urlsplit
 
 import aiohttp
 
-from agents.catalog.checks import access_reasons, resolve_columns, time_column_of
-from agents.catalog.hub_data import (
+from catalog.checks import access_reasons, resolve_columns, time_column_of
+from catalog.hub_data import (
     ParquetConversion,
     choose_config,
     files_by_split,
@@ -31,8 +31,8 @@ from agents.catalog.hub_data import (
     split_name,
     with_viewer_data,
 )
-from agents.catalog.layout import copy_layout, profile_from_dir
-from agents.catalog.models import CatalogUnreachable, DatasetNotFound, DatasetProfile, DatasetUnavailable
+from catalog.layout import copy_layout, profile_from_dir
+from catalog.models import CatalogUnreachable, DatasetNotFound, DatasetProfile, DatasetUnavailable
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 DEFAULT_VIEWER = "https://datasets-server.huggingface.co"

@@ -21,8 +21,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pydantic import ValidationError
 
-from agents.catalog.features import SCALAR_TYPES, class_names, features_to_types
-from agents.catalog.models import DatasetProfile, DatasetUnavailable
+from catalog.features import SCALAR_TYPES, class_names, features_to_types
+from catalog.models import DatasetProfile, DatasetUnavailable
 
 CARD_FILE = "card.json"
 SPLIT_NAMES = ("train", "validation", "test")

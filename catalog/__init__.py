@@ -3,11 +3,11 @@ datasets on disk, and the Hugging Face Hub. Every dataset is materialised in one
 per split plus `card.json` — and judged by `check` against a proposed task.
 """
 
-from agents.catalog.builtin import BUILTIN, build_builtin
-from agents.catalog.checks import check, resolve_columns
-from agents.catalog.hub import HubCatalog
-from agents.catalog.local import LocalCatalog
-from agents.catalog.models import (
+from catalog.builtin import BUILTIN, build_builtin
+from catalog.checks import check, resolve_columns
+from catalog.hub import HubCatalog
+from catalog.local import LocalCatalog
+from catalog.models import (
     CatalogError,
     CatalogUnreachable,
     DatasetNotFound,

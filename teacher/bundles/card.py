@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from bus.events import TASK_TYPES
+from domain.tasks import TASK_TYPES
 
 ID_COLUMN = "id"
 # Columns the bundle code adds itself, so a dataset column of that name cannot be kept.

@@ -16,9 +16,9 @@ from typing import Any
 import datasets
 import numpy as np
 
-from agents.catalog.features import feature_type_name
-from agents.catalog.models import DatasetUnavailable
-from agents.catalog.splits import CLASSIFICATION_TASKS
+from catalog.features import feature_type_name
+from catalog.models import DatasetUnavailable
+from catalog.splits import CLASSIFICATION_TASKS
 
 PIXELS = "__pixels__"
 TIME_COLUMN_NAMES = ("date", "datetime", "timestamp", "time", "ds", "period", "year", "step", "t")

@@ -19,10 +19,10 @@ from typing import Any
 
 from aiohttp import web
 
-from agents.llm import PURPOSE_HEADER, TEACHER_MODEL
-from agents.teacher.policy import PolicyError, TeacherConfig, answer
-from agents.teacher.solve import shell_blocks
-from agents.tokens import conversation_tokens, message_tokens
+from domain.model_api import PURPOSE_HEADER, TEACHER_MODEL
+from domain.tokens import conversation_tokens, message_tokens
+from teacher.policy import PolicyError, TeacherConfig, answer
+from teacher.solve import shell_blocks
 
 SHUTDOWN_TIMEOUT_S = 1.0  # how long stop() lets requests in progress finish
 

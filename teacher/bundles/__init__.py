@@ -6,11 +6,11 @@
 - candidate_edits(files, task_type) -> [Edit]: improvements to baseline.py as shell commands.
 """
 
-from agents.teacher.bundles.card import CardError, read_card
-from agents.teacher.bundles.defects import DEFECTS
-from agents.teacher.bundles.draft import BundleDraft, write_bundle
-from agents.teacher.bundles.edits import Edit, candidate_edits
-from agents.teacher.bundles.fix import fix_bundle
+from teacher.bundles.card import CardError, read_card
+from teacher.bundles.defects import DEFECTS
+from teacher.bundles.draft import BundleDraft, write_bundle
+from teacher.bundles.edits import Edit, candidate_edits
+from teacher.bundles.fix import fix_bundle
 
 __all__ = [
     "DEFECTS",

@@ -15,8 +15,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from agents.teacher.bundles.card import ID_COLUMN
-from agents.teacher.bundles.imports import add_import
+from teacher.bundles.card import ID_COLUMN
+from teacher.bundles.imports import add_import
 
 Files = dict[str, str]
 Result = tuple[Files, str]

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from agents.catalog.convert import TIME_COLUMN_NAMES
-from agents.catalog.features import NUMERIC_TYPES, SCALAR_TYPES, is_numeric_array
-from agents.catalog.models import DatasetProfile
-from agents.catalog.splits import CLASSIFICATION_TASKS, test_rows
+from catalog.convert import TIME_COLUMN_NAMES
+from catalog.features import NUMERIC_TYPES, SCALAR_TYPES, is_numeric_array
+from catalog.models import DatasetProfile
+from catalog.splits import CLASSIFICATION_TASKS, test_rows
 
 DEFAULT_MIN_ROWS = 100
 DEFAULT_MAX_BYTES = 1 << 30

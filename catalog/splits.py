@@ -11,7 +11,7 @@ import datasets
 import numpy as np
 import pandas as pd
 
-from agents.catalog.models import DatasetUnavailable
+from catalog.models import DatasetUnavailable
 
 SEED = 0
 TEST_FRACTION = 0.2

@@ -13,9 +13,9 @@ import pandas as pd
 import pyarrow.parquet as pq
 import yaml
 
-from agents.catalog.layout import CARD_FILE, quiet_progress
-from agents.catalog.models import DatasetUnavailable
-from agents.catalog.splits import SPLIT_ALIASES
+from catalog.layout import CARD_FILE, quiet_progress
+from catalog.models import DatasetUnavailable
+from catalog.splits import SPLIT_ALIASES
 
 DATA_SUFFIXES = (".parquet", ".csv")
 HF_TASK_CATEGORIES = {

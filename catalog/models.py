@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from bus.events import TaskType
+from domain.tasks import TaskType
 
 Source = Literal["builtin", "local", "hub"]
 

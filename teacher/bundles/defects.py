@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from agents.teacher.bundles.card import Schema
-from agents.teacher.bundles.fix import closest_column
-from agents.teacher.bundles.render import py_literal
-from agents.teacher.bundles.specs import pick
+from teacher.bundles.card import Schema
+from teacher.bundles.fix import closest_column
+from teacher.bundles.render import py_literal
+from teacher.bundles.specs import pick
 
 DEFECTS = ("wrong_column", "missing_import", "malformed_output")
 Files = dict[str, str]

@@ -9,10 +9,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agents.teacher.bundles.card import ID_COLUMN, Schema, read_card
-from agents.teacher.bundles.defects import inject_defect, resolve_defect
-from agents.teacher.bundles.render import render
-from agents.teacher.bundles.specs import SPECS, Variant, pick
+from teacher.bundles.card import ID_COLUMN, Schema, read_card
+from teacher.bundles.defects import inject_defect, resolve_defect
+from teacher.bundles.render import render
+from teacher.bundles.specs import SPECS, Variant, pick
 
 CODE_FILES = ("prepare.py", "baseline.py", "evaluate.py")
 SAMPLE_ROWS = 5
@@ -36,7 +36,7 @@ class BundleDraft(BaseModel):
     defect: str | None = None  # the injected defect, for logs and tests; never given to fix_bundle
 
     def bundle_fields(self) -> dict[str, Any]:
-        """The keyword arguments of bus.events.TaskBundle but task_id and data."""
+        """The keyword arguments of domain.payloads.TaskBundle but task_id and data."""
         return self.model_dump(exclude={"baseline_model", "defect"})
 
 

@@ -14,11 +14,11 @@ from pathlib import Path
 import datasets
 import pandas as pd
 
-from agents.catalog import builtin_sources as src
-from agents.catalog.convert import standardize
-from agents.catalog.layout import CARD_FILE, profile_from_dir, quiet_progress, split_files, write_layout
-from agents.catalog.models import DatasetProfile
-from agents.catalog.splits import normalize_splits
+from catalog import builtin_sources as src
+from catalog.convert import standardize
+from catalog.layout import CARD_FILE, profile_from_dir, quiet_progress, split_files, write_layout
+from catalog.models import DatasetProfile
+from catalog.splits import normalize_splits
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from agents import replies
-from agents.teacher.bundles import CardError, fix_bundle, write_bundle
-from agents.teacher.solve import SolveError, solve_reply
+from teacher.bundles import CardError, fix_bundle, write_bundle
+from teacher.solve import SolveError, solve_reply
 
 DEFECTS = ("wrong_column", "missing_import", "malformed_output")
 

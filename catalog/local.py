@@ -13,15 +13,15 @@ from typing import Any
 
 import datasets
 
-from agents.catalog.builtin import build_builtin, is_built
-from agents.catalog.checks import resolve_columns, time_column_of
-from agents.catalog.convert import standardize
-from agents.catalog.features import class_names, features_to_types
-from agents.catalog.layout import copy_layout, distinct_counts, profile_from_dir, quiet_progress, write_layout
-from agents.catalog.models import DatasetNotFound, DatasetProfile, DatasetUnavailable
-from agents.catalog.sources import load_user_data, read_user_card
-from agents.catalog.splits import normalize_splits
-from bus.events import TASK_TYPES
+from catalog.builtin import build_builtin, is_built
+from catalog.checks import resolve_columns, time_column_of
+from catalog.convert import standardize
+from catalog.features import class_names, features_to_types
+from catalog.layout import copy_layout, distinct_counts, profile_from_dir, quiet_progress, write_layout
+from catalog.models import DatasetNotFound, DatasetProfile, DatasetUnavailable
+from catalog.sources import load_user_data, read_user_card
+from catalog.splits import normalize_splits
+from domain.tasks import TASK_TYPES
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 MAX_CLASS_DISTINCT = 50  # an int label with at most this many values reads as classes when guessing

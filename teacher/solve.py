@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from agents import replies
-from agents.teacher.bundles import Edit, candidate_edits
-from agents.teacher.bundles.edits import BASELINE, literal, module_constants
+from teacher.bundles import Edit, candidate_edits
+from teacher.bundles.edits import BASELINE, literal, module_constants
 
 LIST_CMD = "ls -l . data"
 READ_CMD = f"cat {BASELINE}"
