@@ -17,7 +17,7 @@ from nats.aio.msg import Msg
 from agents.runtime import Agent, AgentContext, Emit
 from bus import Event, type_of
 from store.db import Store
-from store.writes import Statement, entity_rows, invalid_row, ledger_row
+from store.writes import Statement, entity_rows, invalid_row, ledger_row, replayed_row
 
 REPLAY_HEADER = "Gymforge-Replay-Of"
 
@@ -123,7 +123,7 @@ class SinkAgent(Agent):
         statements = [ledger_row(env, event.subject, event.stream_seq, env.payload), *entity_rows(env, event.payload)]
         replay_of = event.headers.get(REPLAY_HEADER)
         if replay_of:
-            statements.append(("UPDATE dead_letters SET replayed = 1 WHERE id = ?", (replay_of,)))
+            statements.append(replayed_row(replay_of))
         await self.batcher.submit(statements)
         return []
 

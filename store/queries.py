@@ -1,4 +1,5 @@
-"""Read queries for `status`, `dlq`, `export` and the dashboard."""
+"""Read queries for `status`, `dlq`, the exports and the dashboard: every SELECT the project runs on the store
+(bench/ aside) is here, behind a named function that returns plain rows, dicts or values."""
 
 from __future__ import annotations
 
@@ -104,3 +105,121 @@ async def unknown_task_ids(store: Store, task_ids: list[str]) -> list[str]:
                                 f" ({','.join('?' * len(task_ids))})", tuple(task_ids))
         known |= {r["task_id"] for r in rows}
     return [t for t in task_ids if t not in known]
+
+
+# --- the MLGym export --------------------------------------------------------------------------------
+
+
+async def task_ids_with_status(store: Store, statuses: tuple[str, ...]) -> list[str]:
+    """The ids of the tasks whose status is one of `statuses`, sorted."""
+    marks = ",".join("?" * len(statuses))
+    rows = await store.rows(f"SELECT task_id FROM tasks WHERE status IN ({marks}) ORDER BY task_id", statuses)
+    return [r["task_id"] for r in rows]
+
+
+async def task_row(store: Store, task_id: str) -> dict[str, Any] | None:
+    """The whole tasks row of `task_id` (every column), or None."""
+    rows = await store.rows("SELECT * FROM tasks WHERE task_id = ?", (task_id,))
+    return rows[0] if rows else None
+
+
+async def validated_payload(store: Store, task_id: str) -> str | None:
+    """The JSON payload of the task's latest valid `task.validated` event (highest revision, then newest)."""
+    rows = await store.rows(
+        "SELECT payload FROM ledger WHERE type = 'task.validated' AND valid = 1"
+        " AND json_extract(payload, '$.bundle.task_id') = ?"
+        " ORDER BY json_extract(payload, '$.revision') DESC, time DESC LIMIT 1", (task_id,))
+    return rows[0]["payload"] if rows else None
+
+
+# --- the dashboard -------------------------------------------------------------------------------------
+
+TASK_COLUMNS = ("task_id, name, task_type, metric, direction, status, revision, rounds, baseline_score, runtime_s,"
+                " reason, solve_rate, attempts, accepted, best_score, gain, time")
+TRAJ_COLUMNS = ("id, task_id, attempt, status, exit_status, submitted, score, baseline_score, gain, tokens, steps,"
+                " reasons, time")
+
+
+async def latest_event_time(store: Store) -> str | None:
+    """The time of the newest valid event in the ledger."""
+    return await store.scalar("SELECT MAX(time) FROM ledger WHERE valid = 1")
+
+
+async def events_since(store: Store, since: str) -> dict[str, int]:
+    """Events (valid or not) per type from `since` (an ISO time) on."""
+    rows = await store.rows("SELECT type, COUNT(*) AS n FROM ledger WHERE time >= ? GROUP BY type", (since,))
+    return {r["type"]: r["n"] for r in rows}
+
+
+async def latest_activity_time(store: Store) -> str | None:
+    """The time of the newest ledger row or LLM call."""
+    return await store.scalar("SELECT MAX(t) FROM (SELECT MAX(time) AS t FROM ledger UNION ALL"
+                              " SELECT MAX(time) FROM usage)")
+
+
+async def events_per_minute(store: Store, since: str) -> list[dict[str, Any]]:
+    """Valid events from `since` on, counted per minute (`m`, YYYY-MM-DDTHH:MM) and `type` (`n`)."""
+    return await store.rows("SELECT substr(time, 1, 16) AS m, type, COUNT(*) AS n FROM ledger"
+                            " WHERE time >= ? AND valid = 1 GROUP BY m, type", (since,))
+
+
+async def usage_per_minute(store: Store, since: str) -> list[dict[str, Any]]:
+    """LLM usage from `since` on per minute (`m`): tokens (`tok`), cost (`usd`) and calls (`n`)."""
+    return await store.rows(
+        "SELECT substr(time, 1, 16) AS m, SUM(prompt_tokens + completion_tokens) AS tok, SUM(cost_usd) AS usd,"
+        " COUNT(*) AS n FROM usage WHERE time >= ? GROUP BY m", (since,))
+
+
+async def usage_spent(store: Store) -> dict[str, Any]:
+    """Everything spent on LLM calls: `usd`, `tokens` and `calls` (zeros on an empty store)."""
+    rows = await store.rows("SELECT COALESCE(SUM(cost_usd), 0) AS usd,"
+                            " COALESCE(SUM(prompt_tokens + completion_tokens), 0) AS tokens, COUNT(*) AS calls"
+                            " FROM usage")
+    return rows[0]
+
+
+async def recent_dead_letters(store: Store, limit: int = 100) -> list[dict[str, Any]]:
+    """Dead letters, the ones not replayed first, newest first within each."""
+    return await store.rows("SELECT id, role, reason, subject, deliveries, replayed, time FROM dead_letters"
+                            " ORDER BY replayed, time DESC LIMIT ?", (limit,))
+
+
+async def task_list(store: Store, limit: int = 500) -> list[dict[str, Any]]:
+    """The newest tasks (TASK_COLUMNS), each with its number of `trajectories` and of accepted ones
+    (`n_accepted`)."""
+    return await store.rows(
+        f"SELECT {', '.join('k.' + c.strip() for c in TASK_COLUMNS.split(','))},"
+        " (SELECT COUNT(*) FROM trajectories t WHERE t.task_id = k.task_id) AS trajectories,"
+        " (SELECT COUNT(*) FROM trajectories t WHERE t.task_id = k.task_id AND t.status = 'accepted') AS n_accepted"
+        " FROM tasks k ORDER BY k.time DESC LIMIT ?", (limit,))
+
+
+async def task_with_bundle(store: Store, task_id: str) -> dict[str, Any] | None:
+    """The task's TASK_COLUMNS and its `bundle` JSON, or None."""
+    rows = await store.rows(f"SELECT {TASK_COLUMNS}, bundle FROM tasks WHERE task_id = ?", (task_id,))
+    return rows[0] if rows else None
+
+
+async def task_revisions(store: Store, task_id: str) -> list[dict[str, Any]]:
+    """The task's drafted revisions in order, with the error each one fixed and its files (JSON)."""
+    return await store.rows("SELECT revision, event_id, answers_error, files, time FROM task_revisions"
+                            " WHERE task_id = ? ORDER BY revision", (task_id,))
+
+
+async def task_trajectories(store: Store, task_id: str) -> list[dict[str, Any]]:
+    """The task's trajectories (TRAJ_COLUMNS) by attempt."""
+    return await store.rows(f"SELECT {TRAJ_COLUMNS} FROM trajectories WHERE task_id = ? ORDER BY attempt",
+                            (task_id,))
+
+
+async def recent_trajectories(store: Store, task_id: str | None = None, limit: int = 500) -> list[dict[str, Any]]:
+    """The newest trajectories (TRAJ_COLUMNS), of one task or of all."""
+    where, params = ("WHERE task_id = ?", (task_id,)) if task_id else ("", ())
+    return await store.rows(f"SELECT {TRAJ_COLUMNS} FROM trajectories {where} ORDER BY time DESC LIMIT ?",
+                            (*params, limit))
+
+
+async def trajectory_with_steps(store: Store, traj_id: str) -> dict[str, Any] | None:
+    """The trajectory's TRAJ_COLUMNS and its recorded `traj` JSON, or None."""
+    rows = await store.rows(f"SELECT {TRAJ_COLUMNS}, traj FROM trajectories WHERE id = ?", (traj_id,))
+    return rows[0] if rows else None

@@ -1,7 +1,8 @@
-"""Event -> SQL upserts. Pure: each function returns the statements; the Store runs them in a batch.
+"""The sink's write statements: event -> SQL upserts, and the replayed mark on dead letters. Pure: each
+function returns statements; the Store runs them in a batch.
 
-Every statement is an upsert whose outcome does not depend on arrival order: a later stage never gets
-overwritten by an earlier one (status ranks), and replays of the same event change nothing.
+Every upsert's outcome does not depend on arrival order: a later stage never gets overwritten by an earlier
+one (status ranks), and replays of the same event change nothing.
 """
 
 from __future__ import annotations
@@ -49,6 +50,11 @@ def invalid_row(key: str, subject: str, seq: int | None, reason: str, data: str,
         " VALUES (?,?,?,?,?,0,?,?) ON CONFLICT(id) DO NOTHING",
         (key, "invalid", subject, time, seq, reason, data),
     )
+
+
+def replayed_row(letter_id: str) -> Statement:
+    """The dead letter `letter_id` came back as a replayed event: mark it replayed."""
+    return "UPDATE dead_letters SET replayed = 1 WHERE id = ?", (letter_id,)
 
 
 def entity_rows(env: Envelope, p: Any) -> list[Statement]:

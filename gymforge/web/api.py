@@ -14,6 +14,7 @@ from aiohttp import web
 from gymforge.config import Settings
 from gymforge.web import queries
 from gymforge.web.live import LiveFeed, budget_limit, bus_status, sse
+from store import queries as reads
 from store.db import Store, StoreError
 
 KEEPALIVE_S = 15.0
@@ -74,11 +75,9 @@ async def summary(request: web.Request) -> web.Response:
     store = await store_of(request)
     if store is None:
         return ok({"store": None, "funnel": None})
-    tasks = {r["status"]: r["n"] for r in await store.rows("SELECT status, COUNT(*) AS n FROM tasks GROUP BY status")}
-    trajs = {r["status"]: r["n"] for r in await store.rows(
-        "SELECT status, COUNT(*) AS n FROM trajectories GROUP BY status")}
-    return ok({"store": str(store.path), "funnel": await queries.funnel(store), "tasks": tasks,
-               "trajectories": trajs, "usage": await queries.usage_spent(store)})
+    return ok({"store": str(store.path), "funnel": await queries.funnel(store),
+               "tasks": await reads.task_counts(store), "trajectories": await reads.trajectory_counts(store),
+               "usage": await reads.usage_spent(store)})
 
 
 @routes.get("/api/series")
@@ -102,7 +101,7 @@ async def bus(request: web.Request) -> web.Response:
 @routes.get("/api/dead")
 async def dead(request: web.Request) -> web.Response:
     store = await store_of(request)
-    return ok({"letters": [] if store is None else await queries.dead_letters(store)})
+    return ok({"letters": [] if store is None else await reads.recent_dead_letters(store)})
 
 
 @routes.get("/api/budget")
@@ -112,7 +111,7 @@ async def budget(request: web.Request) -> web.Response:
     source = "kv" if limit is not None else "settings"
     limit = limit or {"usd": s.budget_usd, "tokens": s.budget_tokens}
     store = await store_of(request)
-    spent = await queries.usage_spent(store) if store else {"usd": 0.0, "tokens": 0, "calls": 0}
+    spent = await reads.usage_spent(store) if store else {"usd": 0.0, "tokens": 0, "calls": 0}
     exhausted = None
     if limit.get("usd") is not None and spent["usd"] >= limit["usd"]:
         exhausted = f"budget spent: ${spent['usd']:.4f} of ${limit['usd']:.4f}"

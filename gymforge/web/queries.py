@@ -1,5 +1,6 @@
-"""The dashboard's reads from the store: funnel, per-minute series, tasks with their debug rounds, and
-trajectories step by step. Read-only; every function takes an open Store."""
+"""The dashboard's views of the store: funnel, per-minute series, tasks with their debug rounds, and
+trajectories step by step. Read-only; every function takes an open Store and shapes what the named
+queries of store/queries.py return (no SQL here)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from store import queries as reads
 from store.db import Store
 
 # (stage, its event type, the event type it is a fraction of, the rejections at this stage)
@@ -34,13 +36,11 @@ def _parse(ts: str) -> datetime:
 
 
 async def funnel(store: Store) -> dict[str, Any]:
-    counts = {r["type"]: r["n"] for r in await store.rows("SELECT type, COUNT(*) AS n FROM ledger GROUP BY type")}
-    latest = await store.scalar("SELECT MAX(time) FROM ledger WHERE valid = 1")
+    counts = await reads.events_by_type(store)
+    latest = await reads.latest_event_time(store)
     recent: dict[str, int] = {}
     if latest:
-        since = (_parse(latest) - timedelta(minutes=RATE_WINDOW_MIN)).isoformat()
-        rows = await store.rows("SELECT type, COUNT(*) AS n FROM ledger WHERE time >= ? GROUP BY type", (since,))
-        recent = {r["type"]: r["n"] for r in rows}
+        recent = await reads.events_since(store, (_parse(latest) - timedelta(minutes=RATE_WINDOW_MIN)).isoformat())
     stages = []
     for label, etype, of, rejected in FUNNEL:
         n, base = counts.get(etype, 0), counts.get(of, 0) if of else None
@@ -54,16 +54,14 @@ async def funnel(store: Store) -> dict[str, Any]:
 async def series(store: Store, minutes: int = 60) -> dict[str, Any]:
     """Per-minute throughput (events of the main stages), tokens and cost over the last `minutes` minutes
     up to the newest event (so a finished run still shows its curve)."""
-    latest = await store.scalar("SELECT MAX(t) FROM (SELECT MAX(time) AS t FROM ledger UNION ALL"
-                                " SELECT MAX(time) FROM usage)")
+    latest = await reads.latest_activity_time(store)
     end = _parse(latest) if latest else datetime.now(UTC)
     start = end - timedelta(minutes=minutes - 1)
     axis = [_minute(start + timedelta(minutes=i)) for i in range(minutes)]
     since = start.replace(second=0, microsecond=0).isoformat()
     throughput = {t: [0] * minutes for t in ("all", *SERIES_TYPES)}
     index = {m: i for i, m in enumerate(axis)}
-    for r in await store.rows("SELECT substr(time, 1, 16) AS m, type, COUNT(*) AS n FROM ledger"
-                              " WHERE time >= ? AND valid = 1 GROUP BY m, type", (since,)):
+    for r in await reads.events_per_minute(store, since):
         i = index.get(r["m"])
         if i is None:
             continue
@@ -71,55 +69,27 @@ async def series(store: Store, minutes: int = 60) -> dict[str, Any]:
         if r["type"] in throughput:
             throughput[r["type"]][i] += r["n"]
     tokens, cost, calls = [0] * minutes, [0.0] * minutes, [0] * minutes
-    for r in await store.rows(
-        "SELECT substr(time, 1, 16) AS m, SUM(prompt_tokens + completion_tokens) AS tok, SUM(cost_usd) AS usd,"
-        " COUNT(*) AS n FROM usage WHERE time >= ? GROUP BY m", (since,)
-    ):
+    for r in await reads.usage_per_minute(store, since):
         i = index.get(r["m"])
         if i is not None:
             tokens[i], cost[i], calls[i] = r["tok"] or 0, r["usd"] or 0.0, r["n"]
     return {"minutes": axis, "throughput": throughput, "tokens": tokens, "cost_usd": cost, "llm_calls": calls}
 
 
-async def usage_spent(store: Store) -> dict[str, float]:
-    rows = await store.rows("SELECT COALESCE(SUM(cost_usd), 0) AS usd,"
-                            " COALESCE(SUM(prompt_tokens + completion_tokens), 0) AS tokens, COUNT(*) AS calls"
-                            " FROM usage")
-    return rows[0]
-
-
-async def dead_letters(store: Store, limit: int = 100) -> list[dict[str, Any]]:
-    return await store.rows("SELECT id, role, reason, subject, deliveries, replayed, time FROM dead_letters"
-                            " ORDER BY replayed, time DESC LIMIT ?", (limit,))
-
-
-TASK_COLUMNS = ("task_id, name, task_type, metric, direction, status, revision, rounds, baseline_score, runtime_s,"
-                " reason, solve_rate, attempts, accepted, best_score, gain, time")
-TRAJ_COLUMNS = ("id, task_id, attempt, status, exit_status, submitted, score, baseline_score, gain, tokens, steps,"
-                " reasons, time")
-
-
 async def tasks(store: Store, limit: int = 500) -> list[dict[str, Any]]:
-    rows = await store.rows(
-        f"SELECT {', '.join('k.' + c.strip() for c in TASK_COLUMNS.split(','))},"
-        " (SELECT COUNT(*) FROM trajectories t WHERE t.task_id = k.task_id) AS trajectories,"
-        " (SELECT COUNT(*) FROM trajectories t WHERE t.task_id = k.task_id AND t.status = 'accepted') AS n_accepted"
-        " FROM tasks k ORDER BY k.time DESC LIMIT ?", (limit,))
+    rows = await reads.task_list(store, limit)
     for r in rows:
         r["solve_rate_so_far"] = (r["n_accepted"] / r["trajectories"]) if r["trajectories"] else None
     return rows
 
 
 async def task(store: Store, task_id: str) -> dict[str, Any] | None:
-    rows = await store.rows(f"SELECT {TASK_COLUMNS}, bundle FROM tasks WHERE task_id = ?", (task_id,))
-    if not rows:
+    t = await reads.task_with_bundle(store, task_id)
+    if t is None:
         return None
-    t = rows[0]
     bundle = json.loads(t.pop("bundle") or "null") or {}
-    revisions = await store.rows("SELECT revision, event_id, answers_error, files, time FROM task_revisions"
-                                 " WHERE task_id = ? ORDER BY revision", (task_id,))
-    trajs = await store.rows(f"SELECT {TRAJ_COLUMNS} FROM trajectories WHERE task_id = ? ORDER BY attempt",
-                             (task_id,))
+    revisions = await reads.task_revisions(store, task_id)
+    trajs = await reads.task_trajectories(store, task_id)
     accepted = sum(1 for r in trajs if r["status"] == "accepted")
     return {
         **t, "files": bundle.get("files") or {}, "description": bundle.get("description"),
@@ -152,16 +122,13 @@ def debug_rounds(revisions: list[dict[str, Any]], t: dict[str, Any]) -> list[dic
 
 
 async def trajectories(store: Store, task_id: str | None = None, limit: int = 500) -> list[dict[str, Any]]:
-    where, params = ("WHERE task_id = ?", (task_id,)) if task_id else ("", ())
-    return await store.rows(f"SELECT {TRAJ_COLUMNS} FROM trajectories {where} ORDER BY time DESC LIMIT ?",
-                            (*params, limit))
+    return await reads.recent_trajectories(store, task_id, limit)
 
 
 async def trajectory(store: Store, traj_id: str) -> dict[str, Any] | None:
-    rows = await store.rows(f"SELECT {TRAJ_COLUMNS}, traj FROM trajectories WHERE id = ?", (traj_id,))
-    if not rows:
+    r = await reads.trajectory_with_steps(store, traj_id)
+    if r is None:
         return None
-    r = rows[0]
     traj = json.loads(r.pop("traj") or "null") or {}
     info = traj.get("info") or {}
     steps = [{"step": i, "thought": s.get("thought", ""), "action": s.get("action", ""),
