@@ -15,7 +15,8 @@ EXIT_INTERRUPTED = 130
 
 
 def _modules() -> list:
-    from gymforge import catalog_cli, export_hf, export_mlgym, export_sft, export_traj, sandbox_cli
+    from gymforge import catalog_cli, export_hf, export_sft, export_traj, sandbox_cli
+    from gymforge import mlgym as export_mlgym
     from gymforge.commands import agent_cmds, budget_cmd, bus_cmds, run_cmd, teacher_cmd, web_cmd
 
     return [run_cmd, agent_cmds, bus_cmds, teacher_cmd, budget_cmd, catalog_cli, sandbox_cli, export_mlgym,

@@ -29,7 +29,6 @@ from typing import Any
 from gymforge.app import with_settings
 from gymforge.config import Settings
 from gymforge.errors import UserError
-from gymforge.export_mlgym import check_out_dir, export_subparsers, one_line
 from gymforge.export_sft import (
     Filters,
     Skipped,
@@ -41,6 +40,7 @@ from gymforge.export_sft import (
     trajectories,
     write_json,
 )
+from gymforge.mlgym import check_out_dir, export_subparsers, one_line
 from store.db import Store
 
 SPLITS = ("train", "test")

@@ -32,7 +32,7 @@ from gymforge import sft_format
 from gymforge.app import with_settings
 from gymforge.config import Settings
 from gymforge.errors import UserError
-from gymforge.export_mlgym import check_out_dir, export_subparsers
+from gymforge.mlgym import check_out_dir, export_subparsers
 from store import queries
 from store.db import Store, StoreError
 

@@ -17,7 +17,6 @@ from pathlib import Path
 
 from gymforge.app import with_settings
 from gymforge.config import Settings
-from gymforge.export_mlgym import TaskUnusable, check_name, check_out_dir, export_subparsers
 from gymforge.export_sft import (
     Filters,
     Skipped,
@@ -28,6 +27,7 @@ from gymforge.export_sft import (
     trajectories,
     write_json,
 )
+from gymforge.mlgym import TaskUnusable, check_name, check_out_dir, export_subparsers
 
 UNSAFE_NAME = "unsafe_name"
 

@@ -24,7 +24,8 @@ import pytest
 import yaml
 
 from bus import EmbeddedNats
-from gymforge import cli, export_mlgym
+from gymforge import cli
+from gymforge import mlgym as export_mlgym
 from gymforge.errors import UserError
 from sandbox import Limits, Mount, get_backend
 from tests.helpers.cli import ROOT, Result
@@ -47,7 +48,8 @@ DATASET_TYPES: dict[str, type] = {"name": str, "description": str, "data_path": 
 # The real CLI, with `export_mlgym` added to the command modules if cli.py does not list it yet.
 LAUNCH = (
     "import sys\n"
-    "from gymforge import cli, export_mlgym\n"
+    "from gymforge import cli\n"
+    "from gymforge import mlgym as export_mlgym\n"
     "modules = cli._modules\n"
     "if export_mlgym not in modules():\n"
     "    cli._modules = lambda: [*modules(), export_mlgym]\n"
