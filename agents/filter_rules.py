@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from domain.payloads import TaskGraded, TrajectoryCompleted
+from domain.trajectory import Trajectory
 
 MODES = ("beat", "match", "any")
 DEFAULT_MODE = "beat"
@@ -71,12 +72,12 @@ def duplicate_reason(attempt: object, event_id: str) -> str:
     return f"duplicate of accepted attempt {attempt} (trajectory {event_id}): same action sequence"
 
 
-def actions(trajectory: dict[str, Any]) -> list[str]:
+def actions(trajectory: Trajectory) -> list[str]:
     """The trajectory's actions, whitespace-normalised."""
-    return [" ".join(str(step.get("action") or "").split()) for step in trajectory.get("trajectory") or ()]
+    return [" ".join(step.action.split()) for step in trajectory.trajectory]
 
 
-def signature(trajectory: dict[str, Any]) -> str:
+def signature(trajectory: Trajectory) -> str:
     """sha256 over the whitespace-normalised action sequence."""
     return hashlib.sha256(json.dumps(actions(trajectory)).encode()).hexdigest()
 

@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from domain.trajectory import Trajectory
 from gymforge import sft_format
 from gymforge.app import with_settings
 from gymforge.config import Settings
@@ -137,20 +138,19 @@ async def open_store(s: Settings, f: Filters) -> Store:
     return store
 
 
-async def trajectories(store: Store, f: Filters, skipped: Skipped) -> AsyncIterator[tuple[dict, dict]]:
-    """(row, trajectory dict) per stored trajectory matching `f`, in its order; unreadable ones skipped."""
+async def trajectories(store: Store, f: Filters, skipped: Skipped
+                       ) -> AsyncIterator[tuple[dict[str, Any], Trajectory]]:
+    """(row, trajectory) per stored trajectory matching `f`, in its order; unreadable ones skipped."""
     async for row in queries.stream_trajectories(store, order=f.order, **f.query()):
         try:
-            traj = json.loads(row["traj"])
-        except json.JSONDecodeError:
-            traj = None
-        if not isinstance(traj, dict):
-            skipped.add(row, sft_format.MALFORMED)
+            traj = sft_format.parse(row["traj"])
+        except sft_format.Unusable as exc:
+            skipped.add(row, exc.reason)
             continue
         yield row, traj
 
 
-def example_of(row: dict[str, Any], traj: dict[str, Any], max_tokens: int, skipped: Skipped) -> Example | None:
+def example_of(row: dict[str, Any], traj: Trajectory, max_tokens: int, skipped: Skipped) -> Example | None:
     try:
         conv = sft_format.conversation(traj, max_tokens)
     except sft_format.Unusable as exc:

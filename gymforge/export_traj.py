@@ -1,7 +1,7 @@
 """`gymforge export traj --out DIR`: each stored trajectory as SWE-agent writes it.
 
-    DIR/<task_id>__<attempt>.traj   the trajectory dict as stored (trajectory, history, info,
-                                    replay_config, environment), JSON
+    DIR/<task_id>__<attempt>.traj   the trajectory as stored (trajectory, history, info, replay_config,
+                                    environment), JSON
     DIR/manifest.json               counts, skipped trajectories and the filters
 
 Streamed from the store: one trajectory in memory at a time.
@@ -66,7 +66,7 @@ async def export_traj(s: Settings, out: Path, f: Filters) -> tuple[int, Skipped]
                 skipped.add(row, UNSAFE_NAME)
                 continue
             tmp = out / f".{name}.tmp"
-            tmp.write_text(json.dumps(traj, indent=2, ensure_ascii=False) + "\n")
+            tmp.write_text(json.dumps(traj.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n")
             os.replace(tmp, out / name)
             written += 1
         write_json(out / "manifest.json", manifest("traj", f, {"trajectories": written}, skipped))

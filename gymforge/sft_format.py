@@ -1,4 +1,4 @@
-"""Trajectory dict -> chat messages for supervised fine-tuning. Pure: no I/O.
+"""A trajectory (domain.trajectory) -> chat messages for supervised fine-tuning. Pure: no I/O.
 
 The conversation is the trajectory's `history` (the clean one: bad-format replies are not in it):
 system, user (the task instance), then assistant turns (the step's reply: thought and action block, or in
@@ -13,10 +13,14 @@ keeps whole turns: it drops trailing (observation, assistant) pairs until the co
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ValidationError
+
 from domain.tokens import conversation_tokens, message_tokens
+from domain.trajectory import HistoryMessage, Trajectory
 
 TOKEN_ESTIMATOR = "estimated ceil(chars/4)"
 TOOL_CALL = "tool_call"
@@ -53,11 +57,21 @@ class Conversation:
     truncated: bool
 
 
-def is_tool_mode(traj: dict[str, Any]) -> bool:
-    fmt = (traj.get("replay_config") or {}).get("action_format")
+def parse(text: str | bytes) -> Trajectory:
+    """A stored trajectory (its JSON text) as the model. Raises Unusable(MALFORMED) when it is not one."""
+    try:
+        return Trajectory.model_validate_json(text)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(map(str, first["loc"])) or "the top level"
+        raise Unusable(MALFORMED, f"not a trajectory: {first['msg']} at {where}") from None
+
+
+def is_tool_mode(traj: Trajectory) -> bool:
+    fmt = traj.replay_config.get("action_format")
     if fmt:
         return fmt == TOOL_CALL
-    return any(m.get("tool_calls") for m in traj.get("history") or () if isinstance(m, dict))
+    return any(m.tool_calls for m in traj.history)
 
 
 def tool_call(call: dict[str, Any]) -> dict[str, Any]:
@@ -69,44 +83,41 @@ def tool_call(call: dict[str, Any]) -> dict[str, Any]:
             "function": {"name": str(fn.get("name") or ""), "arguments": args}}
 
 
-def assistant_text(m: dict[str, Any]) -> str:
-    """The reply as the model wrote it; rebuilt from thought and action only if the content is missing."""
-    content = m.get("content")
-    if content or m.get("tool_calls"):
-        return str(content or "")
-    thought, action = str(m.get("thought") or "").strip(), str(m.get("action") or "")
+def assistant_text(m: HistoryMessage) -> str:
+    """The reply as the model wrote it; rebuilt from thought and action only if the content is empty."""
+    if m.content or m.tool_calls:
+        return m.content
+    thought, action = (m.thought or "").strip(), m.action or ""
     return f"THOUGHT: {thought}\n\n```bash\n{action}\n```\n" if action else thought
 
 
-def clean(m: dict[str, Any]) -> dict[str, Any]:
+def clean(m: HistoryMessage) -> dict[str, Any]:
     """A history item as a chat message: role, content, and the tool-call fields; nothing else."""
-    role = m["role"]
+    role = m.role
     if role == "assistant":
         out: dict[str, Any] = {"role": role, "content": assistant_text(m)}
-        if m.get("tool_calls"):
-            out["tool_calls"] = [tool_call(c) for c in m["tool_calls"]]
+        if m.tool_calls:
+            out["tool_calls"] = [tool_call(c) for c in m.tool_calls]
         return out
     if role == "tool":
-        return {"role": role, "tool_call_id": str(m.get("tool_call_id") or ""), "content": str(m.get("content") or "")}
-    return {"role": role, "content": str(m.get("content") or "")}
+        return {"role": role, "tool_call_id": m.tool_call_id or "", "content": m.content}
+    return {"role": role, "content": m.content}
 
 
-def check_shape(history: list[Any]) -> None:
-    if not history or not all(isinstance(m, dict) and isinstance(m.get("role"), str) for m in history):
-        raise Unusable(MALFORMED, "history is empty or holds a non-message")
-    if history[0]["role"] != "system" or len(history) < 2 or history[1]["role"] != "user":
+def check_shape(history: Sequence[HistoryMessage]) -> None:
+    if not history:
+        raise Unusable(MALFORMED, "history is empty")
+    if history[0].role != "system" or len(history) < 2 or history[1].role != "user":
         raise Unusable(MALFORMED, "history does not start with the system prompt and the task instance")
     for i, m in enumerate(history[2:]):
         want = ("assistant",) if i % 2 == 0 else OBSERVATION_ROLES
-        if m["role"] not in want:
-            raise Unusable(MALFORMED, f"history message {i + 2} is {m['role']!r}, expected {' or '.join(want)}")
+        if m.role not in want:
+            raise Unusable(MALFORMED, f"history message {i + 2} is {m.role!r}, expected {' or '.join(want)}")
 
 
-def messages_of(traj: dict[str, Any]) -> list[dict[str, Any]]:
+def messages_of(traj: Trajectory) -> list[dict[str, Any]]:
     """The clean conversation, ending with the last assistant turn."""
-    history = traj.get("history")
-    if not isinstance(history, list):
-        raise Unusable(MALFORMED, "the trajectory has no history")
+    history = traj.history
     check_shape(history)
     messages = [clean(m) for m in history]
     while messages and messages[-1]["role"] != "assistant":
@@ -130,7 +141,7 @@ def fit(messages: list[dict[str, Any]], max_tokens: int) -> list[dict[str, Any]]
     return messages[:best]
 
 
-def conversation(traj: dict[str, Any], max_tokens: int) -> Conversation:
+def conversation(traj: Trajectory, max_tokens: int) -> Conversation:
     """The trajectory as a training conversation within `max_tokens` (estimated). Raises Unusable."""
     full = messages_of(traj)
     kept = fit(full, max_tokens)
@@ -143,10 +154,10 @@ METADATA_FIELDS = ("task_id", "attempt", "status", "score", "baseline_score", "g
                    "exit_status", "solve_rate", "tokens", "truncated")
 
 
-def metadata(row: dict[str, Any], traj: dict[str, Any], conv: Conversation) -> dict[str, Any]:
+def metadata(row: dict[str, Any], traj: Trajectory, conv: Conversation) -> dict[str, Any]:
     """Flat metadata of one example: the store row (the trajectory's info fills what the row lacks) and the
     exported conversation's size."""
-    info = traj.get("info") or {}
+    info = traj.info
     return {
         "task_id": row["task_id"],
         "attempt": int(row["attempt"]),
@@ -154,9 +165,9 @@ def metadata(row: dict[str, Any], traj: dict[str, Any], conv: Conversation) -> d
         "score": _num(row.get("score")),
         "baseline_score": _num(row.get("baseline_score")),
         "gain": _num(row.get("gain")),
-        "metric": row.get("metric") or info.get("metric"),
-        "direction": row.get("direction") or info.get("direction"),
-        "exit_status": row.get("exit_status") or info.get("exit_status"),
+        "metric": row.get("metric") or info.metric,
+        "direction": row.get("direction") or info.direction,
+        "exit_status": row.get("exit_status") or info.exit_status,
         "solve_rate": _num(row.get("solve_rate")),
         "tokens": conv.tokens,
         "truncated": conv.truncated,

@@ -29,6 +29,7 @@ from domain.payloads import (
 )
 from domain.tasks import DataRef, TaskBundle
 from domain.tokens import conversation_tokens, message_tokens
+from domain.trajectory import Trajectory
 from gymforge import export_hf, sft_format
 from tests.helpers.cli import Result, gymforge
 from tests.test_runtime import wait_until_count
@@ -516,8 +517,13 @@ def test_fit_keeps_the_longest_prefix_ending_with_a_reply() -> None:
 def test_malformed_histories_are_refused() -> None:
     system, user = {"role": "system", "content": "s"}, {"role": "user", "content": "u"}
     reply = {"role": "assistant", "content": "THOUGHT: x\n\n```bash\nls\n```\n"}
+    base = trajectory(ATTEMPTS[2], "r2", "maximize", 0.62)
+
+    def stored(history: list[dict[str, Any]] | None) -> Trajectory:  # as the exports read it back
+        return sft_format.parse(json.dumps({**base, "history": history}))
+
     for history in ([], [user, reply], [system, user], [system, user, reply, reply], None):
         with pytest.raises(sft_format.Unusable) as exc:
-            sft_format.messages_of({"history": history})
+            sft_format.messages_of(stored(history))
         assert exc.value.reason == sft_format.MALFORMED
-    assert sft_format.messages_of({"history": [system, user, reply, user]}) == [system, user, reply]
+    assert sft_format.messages_of(stored([system, user, reply, user])) == [system, user, reply]

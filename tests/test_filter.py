@@ -27,6 +27,7 @@ from bus import Bus, BusSettings, EmbeddedNats, Envelope, make_envelope, subject
 from bus.codec import validate_payload
 from domain.payloads import PAYLOADS, TrajectoryCompleted
 from domain.tokens import conversation_tokens
+from domain.trajectory import Trajectory
 from store.db import Store
 from tests.test_runtime import wait_for_acked, wait_until_count
 
@@ -151,13 +152,17 @@ def test_token_limit_rejects_but_does_not_unsolve() -> None:
     assert not both.solved and len(both.reasons) == 2
 
 
+def trajectory_model(task_id: str, attempt: int, actions: list[str], score: float | None) -> Trajectory:
+    return Trajectory.model_validate(trajectory(task_id, attempt, actions, score))
+
+
 def test_signature_ignores_whitespace_but_not_actions_or_order() -> None:
-    a = trajectory("t1", 0, PLAN_A, 0.1)
-    assert signature(a) == signature(trajectory("t1", 1, PLAN_A_SPACED, 0.3))
-    assert signature(a) != signature(trajectory("t1", 1, PLAN_B, 0.1))
-    assert signature(a) != signature(trajectory("t1", 1, list(reversed(PLAN_A)), 0.1))
-    assert signature(a) != signature(trajectory("t1", 1, ["cat baseline.py python train.py --model gbm",
-                                                          "validate", "submit"], 0.1))
+    a = trajectory_model("t1", 0, PLAN_A, 0.1)
+    assert signature(a) == signature(trajectory_model("t1", 1, PLAN_A_SPACED, 0.3))
+    assert signature(a) != signature(trajectory_model("t1", 1, PLAN_B, 0.1))
+    assert signature(a) != signature(trajectory_model("t1", 1, list(reversed(PLAN_A)), 0.1))
+    assert signature(a) != signature(trajectory_model("t1", 1, ["cat baseline.py python train.py --model gbm",
+                                                                "validate", "submit"], 0.1))
 
 
 def test_gain_is_positive_when_better_in_either_direction() -> None:

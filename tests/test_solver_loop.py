@@ -95,19 +95,19 @@ async def test_a_scripted_episode_runs_the_baseline_validates_and_submits(
                           repeat_last=False)
     rec = await play(task, env, model)
     info = rec.info
-    assert info["exit_status"] == "submitted" and rec.submitted
-    assert info["score"] == pytest.approx(task.baseline_score)  # the baseline's own submission
-    assert info["validate_scores"] == [pytest.approx(task.baseline_score)]
-    assert "baseline.py" in rec.steps[0]["observation"] and "train.csv" in rec.steps[0]["observation"]
-    assert "Evaluation Score:" in rec.steps[2]["observation"] and "Baseline Score:" in rec.steps[2]["observation"]
+    assert info.exit_status == "submitted" and rec.submitted
+    assert info.score == pytest.approx(task.baseline_score)  # the baseline's own submission
+    assert info.validate_scores == [pytest.approx(task.baseline_score)]
+    assert "baseline.py" in rec.steps[0].observation and "train.csv" in rec.steps[0].observation
+    assert "Evaluation Score:" in rec.steps[2].observation and "Baseline Score:" in rec.steps[2].observation
     # the agent never sees the hidden answers or the prepare script
-    assert "prepare.py" not in rec.steps[0]["observation"]
-    traj = rec.traj()
+    assert "prepare.py" not in rec.steps[0].observation
+    traj = rec.traj().model_dump(mode="json")
     assert set(traj) == {"environment", "trajectory", "history", "info", "replay_config"}
     assert [m["role"] for m in traj["history"]] == ["system", "user"] + ["assistant", "user"] * 4
     assert traj["history"][2]["action"] == "ls; ls data" and traj["history"][2]["message_type"] == "action"
-    assert info["model_stats"]["api_calls"] == 4 and info["model_stats"]["tokens_sent"] > 0
-    assert traj["trajectory"][1]["query"] == [{"role": "user", "content": rec.steps[0]["observation"]}]
+    assert info.model_stats.api_calls == 4 and info.model_stats.tokens_sent > 0
+    assert traj["trajectory"][1]["query"] == [{"role": "user", "content": rec.steps[0].observation}]
     # the model was sent the clean conversation, without the recording's extra keys
     assert all(set(m) <= {"role", "content"} for m in model.seen[-1])
     json.dumps(traj)  # serialisable as a .traj file
@@ -118,62 +118,62 @@ async def test_replies_without_an_action_or_with_two_get_a_correction(task: Read
     model = ScriptedModel(["I will look around first.", two, bash("python baseline.py"), bash("submit")],
                           repeat_last=False)
     rec = await play(task, env, model)
-    assert rec.info["exit_status"] == "submitted"
-    corrections = rec.steps[0]["extra_info"]["format_corrections"]
-    assert [c["problem"].split(":")[0] for c in corrections] == ["the reply holds no command",
+    assert rec.info.exit_status == "submitted"
+    corrections = rec.steps[0].extra_info.format_corrections
+    assert [c.problem.split(":")[0] for c in corrections] == ["the reply holds no command",
                                                                  "the reply holds 2 commands"]
     # the second and third calls carried the bad reply and the correction; the clean history does not
     assert model.seen[1][-2] == {"role": "assistant", "content": "I will look around first."}
     assert model.seen[1][-1]["content"].startswith("Your reply could not be used: the reply holds no command")
     assert model.seen[2][-1]["content"].startswith("Your reply could not be used: the reply holds 2 commands")
     assert len(model.seen[3]) == 4  # system, instance, the good action, its observation
-    assert all("could not be used" not in m["content"] for m in rec.history)
+    assert all("could not be used" not in m.content for m in rec.history)
 
 
 async def test_endless_format_errors_end_with_exit_format(task: ReadyTask, env: SandboxEnvironment) -> None:
     model = ScriptedModel(["no action here"])
     rec = await play(task, env, model, Limits(max_format_errors=3))
-    assert rec.info["exit_status"] == "exit_format"
+    assert rec.info.exit_status == "exit_format"
     assert len(model.seen) == 4 and rec.steps == []
 
 
 async def test_the_step_limit_ends_with_exit_cost_and_autosubmits(task: ReadyTask, env: SandboxEnvironment) -> None:
     rec = await play(task, env, ScriptedModel([bash("python baseline.py"), bash("ls")]), Limits(max_steps=3))
-    assert rec.info["exit_status"] == "submitted (exit_cost)" and "step limit of 3" in rec.info["exit_detail"]
-    assert rec.info["score"] == pytest.approx(task.baseline_score) and len(rec.steps) == 3
+    assert rec.info.exit_status == "submitted (exit_cost)" and "step limit of 3" in rec.info.exit_detail
+    assert rec.info.score == pytest.approx(task.baseline_score) and len(rec.steps) == 3
     rec = await play(task, env, ScriptedModel([bash("rm -f submission.csv"), bash("ls")]), Limits(max_steps=2))
-    assert rec.info["exit_status"] == "exit_cost" and not rec.submitted and rec.info["score"] is None
+    assert rec.info.exit_status == "exit_cost" and not rec.submitted and rec.info.score is None
 
 
 async def test_the_cost_and_token_limits_end_with_exit_cost(task: ReadyTask, env: SandboxEnvironment) -> None:
     rec = await play(task, env, ScriptedModel([bash("ls")], cost_per_call=0.5), Limits(max_cost_usd=1.0))
-    assert rec.info["exit_status"] == "exit_cost" and "cost limit" in rec.info["exit_detail"]
-    assert len(rec.steps) == 2 and rec.info["model_stats"]["instance_cost"] == pytest.approx(1.0)
+    assert rec.info.exit_status == "exit_cost" and "cost limit" in rec.info.exit_detail
+    assert len(rec.steps) == 2 and rec.info.model_stats.instance_cost == pytest.approx(1.0)
     rec = await play(task, env, ScriptedModel([bash("ls")]), Limits(max_tokens=2000))
-    assert rec.info["exit_status"] == "exit_cost" and "token limit" in rec.info["exit_detail"]
+    assert rec.info.exit_status == "exit_cost" and "token limit" in rec.info.exit_detail
 
 
 async def test_a_conversation_past_the_context_limit_ends_with_exit_context(
         task: ReadyTask, env: SandboxEnvironment) -> None:
     rec = await play(task, env, ScriptedModel([bash("cat data/train.csv")]),
                      Limits(context_tokens=2000, observation_chars=10_000))
-    assert rec.info["exit_status"] == "exit_context" and "context limit of 2000" in rec.info["exit_detail"]
-    assert len(rec.steps) == 1 and "characters elided" in rec.steps[0]["observation"]
+    assert rec.info.exit_status == "exit_context" and "context limit of 2000" in rec.info.exit_detail
+    assert len(rec.steps) == 1 and "characters elided" in rec.steps[0].observation
 
 
 async def test_commands_that_keep_timing_out_end_with_exit_command_timeout(
         task: ReadyTask, env: SandboxEnvironment) -> None:
     env.command_timeout_s = 0.5
     rec = await play(task, env, ScriptedModel([bash("echo started; sleep 30")]), Limits(max_timeouts=3))
-    assert rec.info["exit_status"] == "exit_command_timeout" and len(rec.steps) == 3
-    assert all("timed out after" in s["observation"] for s in rec.steps)
+    assert rec.info.exit_status == "exit_command_timeout" and len(rec.steps) == 3
+    assert all("timed out after" in s.observation for s in rec.steps)
 
 
 async def test_the_wall_time_limit_ends_with_exit_total_execution_time(
         task: ReadyTask, env: SandboxEnvironment) -> None:
     # the command's own timeout is long; the episode's remaining wall time cuts it short
     rec = await play(task, env, ScriptedModel([bash("sleep 60")]), Limits(wall_time_s=2.0))
-    assert rec.info["exit_status"] == "exit_total_execution_time" and len(rec.steps) == 1
+    assert rec.info.exit_status == "exit_total_execution_time" and len(rec.steps) == 1
 
 
 async def test_an_unscorable_submit_is_answered_and_the_episode_goes_on(
@@ -181,10 +181,10 @@ async def test_an_unscorable_submit_is_answered_and_the_episode_goes_on(
     model = ScriptedModel([bash("submit"), bash("echo id,x > submission.csv"), bash("validate"),
                            bash("python baseline.py"), bash("submit")], repeat_last=False)
     rec = await play(task, env, model)
-    obs = [s["observation"] for s in rec.steps]
+    obs = [s.observation for s in rec.steps]
     assert obs[0].startswith("Your submission could not be scored: there is no submission.csv")
     assert "differ from sample_submission.csv" in obs[2]
-    assert rec.validate_scores == [None] and rec.info["exit_status"] == "submitted"
+    assert rec.validate_scores == [None] and rec.info.exit_status == "submitted"
 
 
 async def test_tool_call_mode_records_tool_turns(task: ReadyTask, env: SandboxEnvironment) -> None:
@@ -193,10 +193,10 @@ async def test_tool_call_mode_records_tool_turns(task: ReadyTask, env: SandboxEn
                            ("Run it.", [tool_call("python baseline.py", "c4")]),
                            ("Done.", [tool_call("submit", "c5")])], repeat_last=False)
     rec = await play(task, env, model, action_format="tool_call")
-    assert rec.info["exit_status"] == "submitted"
-    roles = [m["role"] for m in rec.history]
+    assert rec.info.exit_status == "submitted"
+    roles = [m.role for m in rec.history]
     assert roles == ["system", "user"] + ["assistant", "tool"] * 3
-    assert rec.history[3]["tool_call_id"] == "c1" and rec.history[2]["tool_calls"][0]["id"] == "c1"
+    assert rec.history[3].tool_call_id == "c1" and rec.history[2].tool_calls[0]["id"] == "c1"
     # the corrected reply's two calls were each answered before the correction
     sent = model.seen[2]
     assert [m["role"] for m in sent[-4:]] == ["assistant", "tool", "tool", "user"]

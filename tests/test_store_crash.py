@@ -26,6 +26,7 @@ from domain.payloads import (
     Usage,
 )
 from domain.tasks import DataRef, TaskBundle
+from tests.helpers.trajectories import make_trajectory
 
 ROOT = Path(__file__).resolve().parents[1]
 STREAM = "GYMFORGE"
@@ -51,7 +52,7 @@ def trace_events(i: int) -> list[Envelope]:
     attempts = [make_envelope("trajectory.completed", TrajectoryCompleted(
         task_id=bundle.task_id, attempt=a, attempts_total=2, exit_status="submitted", submitted=True,
         score=0.6 + a / 10, baseline_score=0.5, metric="accuracy", direction="maximize", tokens=100, steps=3,
-        trajectory={"trajectory": [{"action": "ls", "observation": "x" * 200}]}),
+        trajectory=make_trajectory(bundle.task_id, a, [("Look.", "ls", "x" * 200, None)], score=0.6 + a / 10)),
         producer="test", parent=validated, key=a) for a in range(2)]
     accepted = make_envelope("trajectory.accepted", TrajectoryAccepted(
         task_id=bundle.task_id, attempt=0, trajectory_event_id=attempts[0].id, score=0.6, gain=0.1, tokens=100),

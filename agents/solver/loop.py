@@ -17,6 +17,7 @@ from agents.llm import Completion
 from agents.solver.actions import Action, ActionFormat, FormatError, command_output, parse_action
 from agents.solver.record import Recorder, Step
 from domain.tokens import conversation_tokens
+from domain.trajectory import FormatCorrection
 from prompts import render
 
 
@@ -80,7 +81,7 @@ class LimitsExceeded(Interrupt):
 class Turn:
     reply: Completion
     action: Action
-    corrections: list[dict[str, str]]
+    corrections: list[FormatCorrection]
     model_time: float
 
 
@@ -115,7 +116,7 @@ class Episode:
 
     async def next_action(self) -> Turn:
         extra: list[dict[str, Any]] = []
-        corrections: list[dict[str, str]] = []
+        corrections: list[FormatCorrection] = []
         model_time = 0.0
         while True:
             reply = await self.query(self.recorder.messages() + extra)
@@ -124,7 +125,7 @@ class Episode:
                 return Turn(reply, parse_action(reply.text, reply.tool_calls, self.action_format), corrections,
                             model_time)
             except FormatError as exc:
-                corrections.append({"reply": reply.text, "problem": str(exc)})
+                corrections.append(FormatCorrection(reply=reply.text, problem=str(exc)))
                 if len(corrections) > self.limits.max_format_errors:
                     raise LimitsExceeded("exit_format", f"{len(corrections)} replies in a row had no usable "
                                                         f"action; the last: {exc}") from None
