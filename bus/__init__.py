@@ -16,11 +16,11 @@ from bus.codec import (
 )
 from bus.connection import Bus, BusSettings, ConsumerSpec
 from bus.consume import Consumer, publish_dead_letter
-from bus.errors import BusError, NatsUnavailable, Poison, Transient
+from bus.errors import BusError, NatsRefused, NatsUnavailable, Poison, Transient
 from bus.server import EmbeddedNats
 
 __all__ = [
     "SCHEMA_VERSION", "Bus", "BusError", "BusSettings", "Consumer", "ConsumerSpec", "DeadLetter", "EmbeddedNats",
-    "Envelope", "Event", "NatsUnavailable", "PayloadTypes", "Poison", "RetryPolicy", "Transient", "decode",
+    "Envelope", "Event", "NatsRefused", "NatsUnavailable", "PayloadTypes", "Poison", "RetryPolicy", "Transient", "decode",
     "derive_id", "encode", "make_envelope", "publish_dead_letter", "subject_for", "type_of",
 ]

@@ -13,9 +13,12 @@ import asyncio
 from dataclasses import dataclass
 from enum import Enum
 
+import structlog
 from nats.aio.msg import Msg
 
 from bus.errors import Poison, Transient
+
+log = structlog.get_logger("gymforge.bus")
 
 
 class Action(Enum):
@@ -73,7 +76,7 @@ def describe(error: BaseException) -> str:
 
 
 async def apply(msg: Msg, decision: Decision) -> None:
-    """Settle the message. Errors here (connection lost) just mean it will be redelivered."""
+    """Settle the message. A failure here (connection lost) means it will be redelivered: logged, not raised."""
     try:  # not contextlib.suppress: this runs once per message
         if decision.action is Action.ACK:
             await msg.ack()
@@ -81,5 +84,6 @@ async def apply(msg: Msg, decision: Decision) -> None:
             await msg.nak(delay=decision.delay)
         elif decision.action is Action.TERM:
             await msg.term()
-    except Exception:
-        pass
+    except Exception as exc:
+        log.warning("could not settle the message; it will be redelivered", action=decision.action.value,
+                    subject=msg.subject, error=describe(exc))

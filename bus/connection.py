@@ -11,13 +11,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import nats.errors
 from nats.aio.client import Client
 from nats.js import JetStreamContext, api
 from nats.js.errors import BadRequestError, NotFoundError
 from nats.js.object_store import ObjectStore
 
 from bus.codec import Envelope, Event, PayloadTypes, decode_envelope, encode, subject_for, validate_payload
-from bus.errors import NatsUnavailable, Poison
+from bus.errors import NatsRefused, NatsUnavailable, Poison
 from bus.server import url_answers
 
 MSG_ID_HEADER = "Nats-Msg-Id"
@@ -59,20 +60,28 @@ def _tls_context(s: BusSettings) -> ssl.SSLContext | None:
         if s.tls_cert:
             ctx.load_cert_chain(s.tls_cert, s.tls_key)
     except OSError as exc:  # a missing or unreadable file; ssl.SSLError (not PEM) is one too
-        raise NatsUnavailable(f"cannot load the NATS TLS files (ca {s.tls_ca}, cert {s.tls_cert}, "
+        raise NatsRefused(f"cannot load the NATS TLS files (ca {s.tls_ca}, cert {s.tls_cert}, "
                               f"key {s.tls_key}): {exc.strerror or exc}") from None
     return ctx
 
 
-def _refused(url: str, exc: BaseException) -> str:
-    """One line saying why the NATS server at `url`, which answers, did not take the connection."""
-    if isinstance(exc, ssl.SSLError):
-        why = getattr(exc, "verify_message", None) or exc.reason or str(exc)
-        return f"TLS with NATS at {url} failed ({why}): check the CA certificate (tls_ca) and the client certificate"
+AUTH_ERRORS = (nats.errors.AuthorizationError, nats.errors.InvalidUserCredentialsError)
+TLS_ERRORS = (ssl.SSLError, nats.errors.SecureConnRequiredError, nats.errors.SecureConnWantedError,
+              nats.errors.SecureConnFailedError)
+
+
+def _refused(url: str, exc: BaseException) -> NatsUnavailable:
+    """Why the NATS server at `url`, which answers, did not take the connection, in one line: NatsRefused
+    for credentials and TLS (the client's to fix), NatsUnavailable for anything else."""
     text = str(exc).removeprefix("nats: ").strip("'\" ") or type(exc).__name__
-    if "authorization" in text.lower() or "authentication" in text.lower():
-        return f"NATS at {url} refused the credentials ({text}): check the user and password, token or creds file"
-    return f"cannot connect to NATS at {url}: {text}"
+    if isinstance(exc, TLS_ERRORS):
+        why = getattr(exc, "verify_message", None) or getattr(exc, "reason", None) or text
+        return NatsRefused(f"TLS with NATS at {url} failed ({why}): check the CA certificate (tls_ca) and the "
+                           "client certificate")
+    if isinstance(exc, AUTH_ERRORS) or "authorization" in text.lower():  # a server's -ERR may arrive as text
+        return NatsRefused(f"NATS at {url} refused the credentials ({text}): check the user and password, token "
+                           "or creds file")
+    return NatsUnavailable(f"cannot connect to NATS at {url}: {text}")
 
 
 class Bus:
@@ -112,11 +121,11 @@ class Bus:
         except Exception as exc:  # nats raises several unrelated types here (bad credentials, TLS, ...)
             with contextlib.suppress(Exception):  # bounded: after a failed TLS handshake close() never returns
                 await asyncio.wait_for(nc.close(), 1.0)
-            raise NatsUnavailable(_refused(settings.url, exc)) from None
+            raise _refused(settings.url, exc) from None
         connecting = False
         if opts.get("tls") and not nc._server_info.get("tls_required"):  # nats-py would go on in plaintext
             await nc.close()
-            raise NatsUnavailable(f"TLS is configured but NATS at {settings.url} does not require it: refusing "
+            raise NatsRefused(f"TLS is configured but NATS at {settings.url} does not require it: refusing "
                                   "to send credentials and events in plaintext")
         bus = cls(nc, settings, types)
         if setup:

@@ -18,4 +18,8 @@ class Transient(BusError):
 
 
 class NatsUnavailable(BusError):
-    """No NATS server answers at the configured URL."""
+    """No NATS server answers at the configured URL (or the bus cannot be set up there)."""
+
+
+class NatsRefused(NatsUnavailable):
+    """A NATS server answers but will not take this client: credentials, TLS, certificates."""
