@@ -72,11 +72,12 @@ def card_for_bundle(b: TaskBundle, raw_dir: Path) -> dict[str, Any]:
 
 class CoderAgent(LLMAgent):
     role = "coder"
-    consumes = ("dataset.verified",)
+    consumes = (DatasetVerified,)
+    produces = (TaskDrafted, TaskRejected)
     ack_wait_s = 120.0
 
     async def work(self, event: Event) -> Sequence[Emit]:
-        d: DatasetVerified = event.payload  # type: ignore[assignment]
+        d = event.payload_as(DatasetVerified)
         task_id = task_id_for(d.dataset_id, event.id)
         raw = await fetch_dataset(self.ctx.bus, d.data, self.ctx.data_dir / "cache" / "datasets")
         card = card_for(d, raw)
@@ -85,12 +86,12 @@ class CoderAgent(LLMAgent):
         try:
             meta, written = await self.ask(messages, "write_task", parse_bundle)
         except ReplyError as exc:
-            return [Emit("task.rejected", TaskRejected(task_id=task_id, revision=0, rounds=0,
-                                                       reason="coder reply unusable", last_error=str(exc)))]
+            return [Emit(TaskRejected(task_id=task_id, revision=0, rounds=0, reason="coder reply unusable",
+                                      last_error=str(exc)))]
         bundle = TaskBundle(
             task_id=task_id, name=meta.name, task_type=d.task_type, description=meta.description,
             dataset_name=d.dataset_id, dataset_description=meta.dataset_description or d.description,
             metric=meta.metric, direction=meta.direction,  # type: ignore[arg-type]
             training_timeout=meta.training_timeout, files=written, data=d.data,
         )
-        return [Emit("task.drafted", TaskDrafted(bundle=bundle, revision=0, topic_title=d.topic.title))]
+        return [Emit(TaskDrafted(bundle=bundle, revision=0, topic_title=d.topic.title))]

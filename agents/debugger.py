@@ -13,17 +13,19 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from pydantic import Field
+
 from agents.artifacts import fetch_dataset
 from agents.coder import card_for_bundle
 from agents.llm_agent import LLMAgent
 from agents.replies import ReplyError, explanation, files
-from agents.runtime import AgentContext, Emit
+from agents.runtime import AgentContext, Emit, RoleSettings
 from agents.taskrun import Score, StepFailed, check_submission_format, open_workspace, require_ok
-from bus import Event
+from bus import Event, Transient
 from domain.payloads import SolveRequested, TaskDrafted, TaskRejected, TaskValidated
 from domain.tasks import TaskBundle
 from prompts import render
-from sandbox import Backend, SandboxUnavailable, get_backend
+from sandbox import Backend, SandboxSettings, SandboxUnavailable, backend_for
 
 
 def parse_fix(text: str) -> tuple[dict[str, str], str]:
@@ -34,39 +36,49 @@ def parse_fix(text: str) -> tuple[dict[str, str], str]:
     return changed, why
 
 
+class DebuggerSettings(RoleSettings):
+    sandbox: SandboxSettings = Field(default_factory=SandboxSettings)  # the shared `sandbox_*` section
+    rounds: int = Field(3, ge=1, alias="debug_rounds", description="runs of a task (drafts + fixes) before it is rejected")
+    attempts: int = Field(4, ge=1, alias="attempts", description="solve attempts requested per validated task")
+
+
 class DebuggerAgent(LLMAgent):
     role = "debugger"
-    consumes = ("task.drafted",)
+    consumes = (TaskDrafted,)
+    produces = (TaskValidated, SolveRequested, TaskDrafted, TaskRejected)
     ack_wait_s = 120.0
     default_concurrency = 2
+    Settings = DebuggerSettings
+    settings: DebuggerSettings
 
-    def __init__(self, ctx: AgentContext) -> None:
-        super().__init__(ctx)
-        self.max_rounds: int = ctx.options.get("debug_rounds", 3)
-        self.attempts: int = ctx.options.get("attempts", 4)
-        self.backend: Backend = get_backend(ctx.options.get("sandbox"))
+    def __init__(self, ctx: AgentContext, settings: DebuggerSettings | None = None) -> None:
+        super().__init__(ctx, settings)
+        self.max_rounds = self.settings.rounds
+        self.attempts = self.settings.attempts
+        self.backend: Backend = backend_for(self.settings.sandbox)
 
     async def work(self, event: Event) -> Sequence[Emit]:
-        d: TaskDrafted = event.payload  # type: ignore[assignment]
+        d = event.payload_as(TaskDrafted)
         b = d.bundle
         raw = await fetch_dataset(self.ctx.bus, b.data, self.ctx.data_dir / "cache" / "datasets")
         try:
             score, runtime = await self.run_bundle(b, raw)
         except StepFailed as failure:
             return await self.after_failure(d, raw, str(failure))
-        except SandboxUnavailable as exc:
-            raise RuntimeError(f"sandbox unavailable: {exc}") from None  # transient for this role: retried
+        except SandboxUnavailable as exc:  # the machine's sandbox, not the task: retried later
+            raise Transient(f"sandbox unavailable: {exc}") from None
         validated = TaskValidated(bundle=b, revision=d.revision, baseline_score=score.value,
                                   baseline_metrics=score.metrics, runtime_s=round(runtime, 3), rounds=d.revision + 1)
-        solves = [Emit("solve.requested", SolveRequested(bundle=b, attempt=i, attempts_total=self.attempts,
-                                                         baseline_score=score.value), key=i)
+        solves = [Emit(SolveRequested(bundle=b, attempt=i, attempts_total=self.attempts,
+                                      baseline_score=score.value), key=i)
                   for i in range(self.attempts)]
-        return [Emit("task.validated", validated), *solves]
+        return [Emit(validated), *solves]
 
     async def run_bundle(self, b: TaskBundle, raw: Path) -> tuple[Score, float]:
         workdir = Path(tempfile.mkdtemp(prefix=f"debug-{b.task_id}-", dir=self.ctx.data_dir))
         try:
-            ws = await open_workspace(self.backend, b, raw, workdir)
+            ws = await open_workspace(self.backend, b, raw, workdir,
+                                      self.settings.sandbox.limits(float(b.training_timeout)))
             try:
                 result = await ws.run("baseline", "python baseline.py", timeout=b.training_timeout)
                 require_ok("baseline", result)
@@ -87,17 +99,17 @@ class DebuggerAgent(LLMAgent):
     async def after_failure(self, d: TaskDrafted, raw: Path, error: str) -> Sequence[Emit]:
         b = d.bundle
         if d.revision + 1 >= self.max_rounds:
-            return [Emit("task.rejected", TaskRejected(task_id=b.task_id, revision=d.revision, rounds=d.revision + 1,
-                                                       reason=f"still failing after {d.revision + 1} round(s)",
-                                                       last_error=error[-4000:]))]
+            return [Emit(TaskRejected(task_id=b.task_id, revision=d.revision, rounds=d.revision + 1,
+                                      reason=f"still failing after {d.revision + 1} round(s)",
+                                      last_error=error[-4000:]))]
         prompt = render("fix_task", error=error[-6000:], card=card_for_bundle(b, raw), files=b.files,
                         round=d.revision + 1, max_rounds=self.max_rounds)
         messages = [{"role": "system", "content": render("coder_system")}, {"role": "user", "content": prompt}]
         try:
             changed, why = await self.ask(messages, "fix_task", parse_fix)
         except ReplyError as exc:
-            return [Emit("task.rejected", TaskRejected(task_id=b.task_id, revision=d.revision, rounds=d.revision + 1,
-                                                       reason="debugger reply unusable", last_error=str(exc)))]
+            return [Emit(TaskRejected(task_id=b.task_id, revision=d.revision, rounds=d.revision + 1,
+                                      reason="debugger reply unusable", last_error=str(exc)))]
         fixed = b.model_copy(update={"files": {**b.files, **changed}})
-        return [Emit("task.drafted", TaskDrafted(bundle=fixed, revision=d.revision + 1, topic_title=d.topic_title,
-                                                 answers_error=f"{error[-3000:]}\nFIX: {why}"))]
+        return [Emit(TaskDrafted(bundle=fixed, revision=d.revision + 1, topic_title=d.topic_title,
+                                 answers_error=f"{error[-3000:]}\nFIX: {why}"))]

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import structlog
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
+from pydantic import Field
 
 from agents.filter_rules import (
     DEFAULT_MAX_TOKENS,
@@ -33,35 +34,43 @@ from agents.filter_rules import (
     signature,
     verdict,
 )
-from agents.runtime import Agent, AgentContext, Emit
+from agents.runtime import Agent, AgentContext, Emit, RoleSettings
 from bus import Event, Poison, Transient, derive_id
-from domain.payloads import TrajectoryAccepted, TrajectoryCompleted, TrajectoryRejected
+from domain.payloads import TaskGraded, TrajectoryAccepted, TrajectoryCompleted, TrajectoryRejected
 
 log = structlog.get_logger("gymforge.filter")
 BUCKET = "gf-filter"
 MAX_CONFLICTS = 50
+Mode = Literal[MODES]  # type: ignore[valid-type]
 
 
 def graded_id(task_id: str) -> str:
     return derive_id(task_id, "task.graded", "final")
 
 
+class FilterSettings(RoleSettings):
+    mode: Mode = Field(DEFAULT_MODE, description="beat: better than the baseline; match: at least as good; "
+                       "any: any valid submission")
+    max_tokens: int = Field(DEFAULT_MAX_TOKENS, ge=1, description="the longest trajectory kept, in tokens")
+
+
 class FilterAgent(Agent):
     role = "filter"
-    consumes = ("trajectory.completed",)
+    consumes = (TrajectoryCompleted,)
+    produces = (TrajectoryAccepted, TrajectoryRejected, TaskGraded)
+    Settings = FilterSettings
+    settings: FilterSettings
 
-    def __init__(self, ctx: AgentContext) -> None:
-        super().__init__(ctx)
-        self.mode: str = ctx.options.get("filter_mode", DEFAULT_MODE)
-        self.max_tokens: int = int(ctx.options.get("filter_max_tokens", DEFAULT_MAX_TOKENS))
-        if self.mode not in MODES:
-            raise ValueError(f"filter_mode {self.mode!r} is not one of {', '.join(MODES)}")
+    def __init__(self, ctx: AgentContext, settings: FilterSettings | None = None) -> None:
+        super().__init__(ctx, settings)
+        self.mode = self.settings.mode
+        self.max_tokens = self.settings.max_tokens
 
     async def start(self) -> None:
         self.kv: KeyValue = await self.ctx.bus.js.create_key_value(bucket=BUCKET, history=1)
 
     async def handle(self, event: Event) -> Sequence[Emit]:
-        c: TrajectoryCompleted = event.payload  # type: ignore[assignment]
+        c = event.payload_as(TrajectoryCompleted)
         if not 0 <= c.attempt < c.attempts_total:
             raise Poison(f"attempt {c.attempt} is outside 0..{c.attempts_total - 1}")
         v = verdict(c, self.mode, self.max_tokens)
@@ -72,15 +81,15 @@ class FilterAgent(Agent):
         log.info("trajectory judged", task_id=c.task_id, attempt=c.attempt, accepted=not reasons, reasons=reasons)
         emits = [self.verdict_emit(c, event.id, reasons)]
         if (graded := grade(state)) is not None:
-            emits.append(Emit("task.graded", graded, event_id=graded_id(c.task_id)))
+            emits.append(Emit(graded, event_id=graded_id(c.task_id)))
         return emits
 
     def verdict_emit(self, c: TrajectoryCompleted, event_id: str, reasons: list[str]) -> Emit:
         if reasons:
-            return Emit("trajectory.rejected", TrajectoryRejected(
+            return Emit(TrajectoryRejected(
                 task_id=c.task_id, attempt=c.attempt, trajectory_event_id=event_id, reasons=reasons))
         assert c.score is not None
-        return Emit("trajectory.accepted", TrajectoryAccepted(
+        return Emit(TrajectoryAccepted(
             task_id=c.task_id, attempt=c.attempt, trajectory_event_id=event_id, score=c.score,
             gain=gain(c.score, c.baseline_score, c.direction), tokens=c.tokens))
 

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-import openai
 import structlog
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
@@ -71,6 +70,19 @@ class Prices:
         return (prompt_tokens * price[0] + completion_tokens * price[1]) / 1e6
 
 
+@dataclass(frozen=True)
+class Models:
+    """What the roles that call a model are given: the teacher's endpoint (proposer, coder, debugger), the
+    solver's, and the price table their usage is costed with."""
+
+    teacher: Endpoint
+    solver: Endpoint
+    prices: Prices = field(default_factory=Prices)
+
+    def endpoint(self, kind: str) -> Endpoint:
+        return self.solver if kind == "solver" else self.teacher
+
+
 _SEMAPHORES: dict[str, asyncio.Semaphore] = {}
 
 
@@ -81,13 +93,21 @@ def _endpoint_semaphore(ep: Endpoint) -> asyncio.Semaphore:
     return _SEMAPHORES[key]
 
 
+def _sdk() -> Any:
+    """The openai SDK, imported on first use: it takes ~0.7 s, and every command that reads the settings
+    imports the roles (and so this module)."""
+    import openai
+
+    return openai
+
+
 RETRYABLE_4XX = (408, 409, 429)  # request timeout, lock timeout, rate limit: as the openai SDK's own policy
 
 
 def is_retryable(exc: BaseException) -> bool:
-    if isinstance(exc, openai.APITimeoutError | openai.APIConnectionError | openai.RateLimitError):
+    if isinstance(exc, _sdk().APITimeoutError | _sdk().APIConnectionError | _sdk().RateLimitError):
         return True
-    return isinstance(exc, openai.APIStatusError) and (exc.status_code >= 500 or exc.status_code in RETRYABLE_4XX)
+    return isinstance(exc, _sdk().APIStatusError) and (exc.status_code >= 500 or exc.status_code in RETRYABLE_4XX)
 
 
 def retry_after(exc: BaseException | None) -> float | None:
@@ -135,7 +155,7 @@ class LLM:
         self.on_usage = on_usage
         self.backoff_base_s = backoff_base_s
         base_url, auth = url_auth(endpoint.base_url)
-        self.client = openai.AsyncOpenAI(base_url=base_url, api_key=endpoint.api_key or "none", default_headers=auth,
+        self.client = _sdk().AsyncOpenAI(base_url=base_url, api_key=endpoint.api_key or "none", default_headers=auth,
                                          timeout=endpoint.timeout_s, max_retries=0, http_client=http_client())
 
     async def close(self) -> None:
@@ -157,12 +177,12 @@ class LLM:
                     attempts += 1
                     response = await self._call(messages, purpose, max_tokens=max_tokens, temperature=temperature,
                                                 seed=seed, tools=tools)
-        except openai.APIStatusError as exc:
+        except _sdk().APIStatusError as exc:
             if is_retryable(exc):
                 raise Transient(f"model endpoint failing after {attempts} tries: {exc.status_code}",
                                 delay=retry_after(exc)) from None
             raise ModelRefused(f"model endpoint refused the request ({exc.status_code}): {exc.message}") from None
-        except (openai.APITimeoutError, openai.APIConnectionError) as exc:
+        except (_sdk().APITimeoutError, _sdk().APIConnectionError) as exc:
             raise Transient(f"model endpoint unreachable after {attempts} tries: {type(exc).__name__}") from None
         return await self._finish(response, started, attempts - 1)
 
@@ -222,7 +242,7 @@ def http_client() -> Any:
     """The SDK over aiohttp (`openai[aiohttp]`) when installed: httpx's pool scans its connections on every
     request, which costs ~3x the CPU per call at a few hundred concurrent episodes. None: the SDK's default."""
     try:
-        return openai.DefaultAioHttpClient()
+        return _sdk().DefaultAioHttpClient()
     except RuntimeError:  # the extra is not installed
         return None
 

@@ -7,9 +7,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
-from agents.llm import LLM, Endpoint, Prices
 from agents.replies import ReplyError
-from agents.runtime import Agent, AgentContext
+from agents.runtime import Agent, AgentContext, RoleSettings
 from bus import Event, make_envelope
 from domain.payloads import Usage
 from prompts import render
@@ -19,13 +18,20 @@ CURRENT_EVENT: contextvars.ContextVar[Event | None] = contextvars.ContextVar("cu
 
 
 class LLMAgent(Agent):
+    """A role that calls a model: its new work spends the budget."""
+
     model_kind: ClassVar[str] = "teacher"  # which configured endpoint: "teacher" or "solver"
     max_corrections: ClassVar[int] = 2
+    spends_budget = True
 
-    def __init__(self, ctx: AgentContext) -> None:
-        super().__init__(ctx)
-        endpoint: Endpoint = ctx.options["endpoints"][self.model_kind]
-        self.llm = LLM(endpoint, self.role, prices=ctx.options.get("prices") or Prices(), on_usage=self.publish_usage)
+    def __init__(self, ctx: AgentContext, settings: RoleSettings | None = None) -> None:
+        super().__init__(ctx, settings)
+        from agents.llm import LLM  # the openai SDK takes ~0.7 s to import: only where a model is called
+
+        if ctx.models is None:
+            raise TypeError(f"{self.role} calls a model: its AgentContext needs `models`")
+        self.llm = LLM(ctx.models.endpoint(self.model_kind), self.role, prices=ctx.models.prices,
+                       on_usage=self.publish_usage)
 
     async def stop(self) -> None:
         await self.llm.close()

@@ -21,7 +21,6 @@ from agents.llm_agent import LLMAgent
 from agents.replies import ReplyError, first_json
 from agents.runtime import Emit
 from bus import Event, Poison
-from catalog import LocalCatalog
 from domain.payloads import TopicProposed, TopicRequested
 from domain.tasks import TASK_TYPES
 from prompts import render
@@ -62,23 +61,28 @@ def parse_topics(text: str) -> list[TopicProposed]:
 
 class ProposerAgent(LLMAgent):
     role = "proposer"
-    consumes = ("topic.requested",)
+    consumes = (TopicRequested,)
+    produces = (TopicProposed,)
     ack_wait_s = 120.0
 
     async def start(self) -> None:
+        from catalog import (
+            LocalCatalog,  # datasets and pandas: seconds to import, so not at start-up of the CLI
+        )
+
         self.kv: KeyValue = await self.ctx.bus.js.create_key_value(bucket=BUCKET, history=1)
         self.catalog = LocalCatalog(self.ctx.data_dir / "catalog")
         await asyncio.to_thread(self.catalog.build_builtin)
 
     async def work(self, event: Event) -> Sequence[Emit]:
-        req: TopicRequested = event.payload  # type: ignore[assignment]
+        req = event.payload_as(TopicRequested)
         known = await self.known_titles(req.domain)
         # a redelivery (the handler was killed after claiming): the topics claimed the first time, not new ones
         kept = [TopicProposed.model_validate(c["topic"]) for c in known.values()
                 if c["by"] == event.id and "topic" in c][:req.count]
         if len(kept) < req.count:
             kept += await self.propose(req, event.id, known, req.count - len(kept))
-        return [Emit("topic.proposed", t, key=signature(t.title), new_trace=True) for t in kept]
+        return [Emit(t, key=signature(t.title), new_trace=True) for t in kept]
 
     async def propose(self, req: TopicRequested, request_id: str, known: dict[str, dict], n: int) -> list[TopicProposed]:
         """Ask the model and claim up to n topics new in the domain."""

@@ -1,8 +1,12 @@
-"""The shared agent runtime: the Agent base, the runner that binds it to the bus, and the supervisor.
+"""The shared agent runtime: the Agent base (a role's one declaration), the runner that binds it to the
+bus, and the supervisor.
 
-An agent is a small class: the role it plays, the event types it consumes and `handle(event)` returning
-what to publish. Everything else — the consume loop, concurrency, the ack policy, heartbeats, logging
-context, graceful shutdown — is here and in bus/, written once.
+A role is a small class that declares everything about itself: its name, the payload types it consumes
+and produces, whether its new work spends model budget, its ack wait and default concurrency, and a typed
+settings model (`Settings`) with every knob it reads; `handle(event)` returns what to publish. The
+registry (agents/roles.py), the configuration's keys and the sink's view of who consumes what are derived
+from these declarations. Everything else — the consume loop, concurrency, the ack policy, heartbeats,
+logging context, graceful shutdown — is here and in bus/, written once.
 """
 
 from __future__ import annotations
@@ -11,17 +15,21 @@ import asyncio
 import contextlib
 import signal
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import nats.errors
 import structlog
 from nats.aio.msg import Msg
 from nats.js.errors import ServiceUnavailableError
+from pydantic import BaseModel, ConfigDict, Field
 
 from bus import Bus, Consumer, ConsumerSpec, Envelope, Event, RetryPolicy, make_envelope, subject_for
-from domain.tasks import Payload
+from domain.payloads import EventPayload
+
+if TYPE_CHECKING:
+    from agents.llm import Models
 
 log = structlog.get_logger("gymforge.agents")
 
@@ -32,33 +40,62 @@ NATS_NOT_READY = (nats.errors.TimeoutError, nats.errors.NoRespondersError, nats.
 
 @dataclass(frozen=True)
 class Emit:
-    """One output of a handler. Its id is derived from the input's id, its type and `key`."""
+    """One output of a handler: its event type is the payload's; its id is derived from the input's id,
+    that type and `key`."""
 
-    type: str
-    payload: Payload
+    payload: EventPayload
     key: str | int = 0
     new_trace: bool = False
     event_id: str | None = None  # set when the id must not depend on the input (e.g. one per task)
 
+    @property
+    def type(self) -> str:
+        return self.payload.event_type
+
 
 @dataclass
 class AgentContext:
-    """What an agent gets from the process that runs it."""
+    """What an agent gets from the process that runs it: connections and services, not settings."""
 
     bus: Bus
     data_dir: Path
-    options: dict[str, Any] = field(default_factory=dict)
     gate: Callable[[], str | None] | None = None  # a reason to stop taking new work (e.g. budget spent)
+    models: Models | None = None  # the model endpoints and prices (roles that call a model)
+
+
+class RoleSettings(BaseModel):
+    """A role's knobs. In the configuration each is `<role>_<field>` (or the field's alias): TOML, the
+    environment (`GYMFORGE_<KEY>`) or flags. A field whose type is a shared section (SandboxSettings,
+    HubSettings) is filled from that section instead."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    concurrency: int | None = Field(None, ge=1, description="messages handled at once (default: the role's own)")
 
 
 class Agent:
+    """A role. Subclasses declare the ClassVars below and implement `handle`."""
+
     role: ClassVar[str]
-    consumes: ClassVar[tuple[str, ...]]
+    consumes: ClassVar[tuple[type[EventPayload], ...]]
+    produces: ClassVar[tuple[type[EventPayload], ...]] = ()
+    consumes_everything: ClassVar[bool] = False  # every subject (the sink), whatever `consumes` says
+    spends_budget: ClassVar[bool] = False  # new work pauses while the model budget is spent
     ack_wait_s: ClassVar[float] = 60.0
     default_concurrency: ClassVar[int] = 4
+    Settings: ClassVar[type[RoleSettings]] = RoleSettings
 
-    def __init__(self, ctx: AgentContext) -> None:
+    def __init__(self, ctx: AgentContext, settings: RoleSettings | None = None) -> None:
         self.ctx = ctx
+        self.settings = settings if settings is not None else self.Settings()
+        if not isinstance(self.settings, self.Settings):
+            raise TypeError(f"{self.role} takes {self.Settings.__name__}, not {type(self.settings).__name__}")
+
+    @classmethod
+    def subjects(cls) -> list[str]:
+        if cls.consumes_everything:
+            return [subject_for(">")]
+        return [subject_for(p.event_type) for p in cls.consumes]
 
     async def start(self) -> None:
         """Open resources (clients, sandboxes, stores)."""
@@ -79,23 +116,26 @@ class Agent:
 
 
 class AgentRunner:
-    """Binds one agent to its durable consumer."""
+    """Binds one agent to its durable consumer. `concurrency` and `ack_wait_s` override the role's own
+    (a flag, then its settings, then its declaration)."""
 
     startup_patience_s: ClassVar[float] = 120.0  # how long start-up waits out NATS not answering
 
-    def __init__(self, agent: Agent, *, concurrency: int | None = None, retry: RetryPolicy | None = None) -> None:
+    def __init__(self, agent: Agent, *, concurrency: int | None = None, retry: RetryPolicy | None = None,
+                 ack_wait_s: float | None = None) -> None:
         self.agent = agent
         self.stopping = asyncio.Event()
+        concurrency = concurrency or agent.settings.concurrency or agent.default_concurrency
         spec = ConsumerSpec(
             durable=agent.durable,
-            filter_subjects=[subject_for(t) for t in agent.consumes],
-            ack_wait_s=agent.ack_wait_s,
-            max_ack_pending=max(1000, 4 * (concurrency or agent.default_concurrency)),
+            filter_subjects=agent.subjects(),
+            ack_wait_s=ack_wait_s or agent.ack_wait_s,
+            max_ack_pending=max(1000, 4 * concurrency),
         )
         self.consumer = Consumer(
             agent.ctx.bus, spec, agent.role, self._handle,
-            concurrency=concurrency or agent.default_concurrency, retry=retry,
-            on_poison=agent.on_poison, gate=agent.ctx.gate,
+            concurrency=concurrency, retry=retry,
+            on_poison=agent.on_poison, gate=agent.ctx.gate if agent.spends_budget else None,
         )
 
     async def _handle(self, event: Event) -> list[Envelope]:
@@ -103,6 +143,9 @@ class AgentRunner:
         structlog.contextvars.bind_contextvars(role=self.agent.role, subject=event.subject, event_id=event.id,
                                                trace_id=event.trace_id)
         emits = await self.agent.handle(event)
+        undeclared = {e.type for e in emits} - {p.event_type for p in self.agent.produces}
+        if undeclared:  # a programming error: the role's declaration is the contract the graph is checked on
+            raise TypeError(f"{self.agent.role} emitted {sorted(undeclared)}, which it does not declare in produces")
         return [
             make_envelope(e.type, e.payload, producer=self.agent.role, parent=event.envelope, key=e.key,
                           new_trace=e.new_trace, event_id=e.event_id)

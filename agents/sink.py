@@ -14,19 +14,12 @@ from pathlib import Path
 
 from nats.aio.msg import Msg
 
-from agents.runtime import Agent, AgentContext, Emit
+from agents.runtime import Agent, AgentContext, Emit, RoleSettings
 from bus import Event, type_of
 from store.db import Store
 from store.writes import Statement, entity_rows, invalid_row, ledger_row, replayed_row
 
 REPLAY_HEADER = "Gymforge-Replay-Of"
-
-# Event types some role other than the sink consumes: that role dead-letters them when invalid.
-CONSUMED_BY_ROLES = {
-    "topic.requested", "topic.proposed", "dataset.verified", "task.drafted", "solve.requested",
-    "trajectory.completed",
-}
-
 
 # Errors of one event's statements (a constraint, a value SQLite cannot store), not of the database
 ITEM_ERRORS = (sqlite3.IntegrityError, sqlite3.DataError, sqlite3.ProgrammingError, sqlite3.InterfaceError,
@@ -96,17 +89,23 @@ def _settle(fut: asyncio.Future[None], exc: Exception | None) -> None:
 
 class SinkAgent(Agent):
     role = "sink"
-    consumes = (">",)
+    consumes = ()
+    consumes_everything = True  # every subject, dead letters and unknown types included
     default_concurrency = 256
     ack_wait_s = 30.0
 
-    def __init__(self, ctx: AgentContext, db_path: Path | None = None) -> None:
-        super().__init__(ctx)
+    def __init__(self, ctx: AgentContext, settings: RoleSettings | None = None, *, db_path: Path | None = None) -> None:
+        super().__init__(ctx, settings)
         self.db_path = db_path or ctx.data_dir / "gymforge.db"
         self.store: Store | None = None
         self.batcher: Batcher | None = None
+        self.consumed_elsewhere: frozenset[str] = frozenset()
 
     async def start(self) -> None:
+        from agents.roles import consumed_by_workers  # the registry imports this module
+
+        # event types another role consumes: that role dead-letters them when invalid, the sink need not
+        self.consumed_elsewhere = consumed_by_workers()
         self.store = await Store.open(self.db_path)
         self.batcher = Batcher(self.store)
         self.batcher.start()
@@ -135,4 +134,4 @@ class SinkAgent(Agent):
         now = datetime.now(UTC).isoformat()
         await self.batcher.submit([invalid_row(f"seq:{seq}", msg.subject, seq, reason, data, now)])
         event_type = type_of(msg.subject)
-        return event_type not in CONSUMED_BY_ROLES and not event_type.startswith("dead.")
+        return event_type not in self.consumed_elsewhere and not event_type.startswith("dead.")

@@ -14,21 +14,15 @@ import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from pydantic import Field
 
 from agents.artifacts import upload_dataset
-from agents.runtime import Agent, AgentContext, Emit
+from agents.runtime import Agent, AgentContext, Emit, RoleSettings
 from bus import Event, Transient
-from catalog import (
-    CatalogUnreachable,
-    DatasetNotFound,
-    DatasetProfile,
-    DatasetUnavailable,
-    HubCatalog,
-    LocalCatalog,
-    check,
-    resolve_columns,
-)
+from catalog.models import CatalogUnreachable, DatasetNotFound, DatasetProfile, DatasetUnavailable
+from catalog.settings import HubSettings
 from domain.payloads import DatasetCandidate, DatasetRejected, DatasetVerified, TopicProposed
 from domain.tasks import TASK_TYPES
 
@@ -40,6 +34,9 @@ TYPE_WORDS = {
     "tabular_classification": {"classify", "classification", "species", "type", "diagnosis"},
 }
 
+
+if TYPE_CHECKING:
+    from catalog import HubCatalog
 
 STOP = {"the", "and", "for", "with", "from", "that", "this", "are", "its", "into", "using", "each", "one"}
 
@@ -72,22 +69,30 @@ def match_candidates(topic: TopicProposed, profiles: list[DatasetProfile], n: in
     return [DatasetCandidate(id=p.id, source=p.source) for _, _, p in scored[:n]]
 
 
+class VerifierSettings(RoleSettings):
+    hub: HubSettings = Field(default_factory=HubSettings)  # the shared `hf_*` section
+    min_rows: int = Field(100, ge=1, description="rows a dataset needs at least")
+    max_dataset_bytes: int = Field(1 << 30, ge=1, description="the largest dataset materialised, in bytes")
+    allowed_licenses: list[str] | None = Field(None, description="licenses a Hub dataset may have (none: any)")
+
+
 class VerifierAgent(Agent):
     role = "verifier"
-    consumes = ("topic.proposed",)
+    consumes = (TopicProposed,)
+    produces = (DatasetVerified, DatasetRejected)
     ack_wait_s = 120.0
+    Settings = VerifierSettings
+    settings: VerifierSettings
 
-    def __init__(self, ctx: AgentContext) -> None:
-        super().__init__(ctx)
-        o = ctx.options
+    def __init__(self, ctx: AgentContext, settings: VerifierSettings | None = None) -> None:
+        super().__init__(ctx, settings)
+        from catalog import (
+            LocalCatalog,  # datasets and pandas: seconds to import, so not at start-up of the CLI
+        )
+
         self.local = LocalCatalog(ctx.data_dir / "catalog")
-        self.hub_token: str | None = o.get("hf_token")
-        self.hub_args: dict[str, Any] = {"endpoint": o.get("hf_endpoint"), "datasets_server_endpoint":
-                                         o.get("hf_viewer_endpoint"), "token": self.hub_token or ""}
+        self.hub_token = self.settings.hub.token_value()
         self.hub: HubCatalog | None = None
-        self.min_rows: int = o.get("min_rows", 100)
-        self.max_bytes: int = o.get("max_dataset_bytes", 1 << 30)
-        self.allowed_licenses: list[str] | None = o.get("allowed_licenses")
 
     async def start(self) -> None:
         await asyncio.to_thread(self.local.build_builtin)
@@ -98,21 +103,24 @@ class VerifierAgent(Agent):
 
     def hub_catalog(self) -> HubCatalog:
         if self.hub is None:
-            self.hub = HubCatalog(**{k: v for k, v in self.hub_args.items() if v is not None})
+            from catalog import HubCatalog
+
+            h = self.settings.hub
+            self.hub = HubCatalog(h.endpoint, h.viewer_endpoint, self.hub_token or "")
         return self.hub
 
     async def handle(self, event: Event) -> Sequence[Emit]:
-        topic: TopicProposed = event.payload  # type: ignore[assignment]
+        topic = event.payload_as(TopicProposed)
         candidates = topic.candidate_datasets or match_candidates(topic, self.local.list())
         reasons: list[str] = []
         for cand in candidates:
             verified = await self.try_candidate(topic, cand, reasons)
             if verified is not None:
-                return [Emit("dataset.verified", verified)]
+                return [Emit(verified)]
         if not candidates:
             reasons.append("no dataset in the catalog matches the topic; name one (candidate_datasets) or add one "
                            "with `gymforge catalog add`")
-        return [Emit("dataset.rejected", DatasetRejected(topic=topic, reasons=reasons))]
+        return [Emit(DatasetRejected(topic=topic, reasons=reasons))]
 
     async def describe(self, cand: DatasetCandidate) -> DatasetProfile:
         if cand.source == "hub":
@@ -121,6 +129,8 @@ class VerifierAgent(Agent):
 
     async def try_candidate(self, topic: TopicProposed, cand: DatasetCandidate,
                             reasons: list[str]) -> DatasetVerified | None:
+        from catalog import check, resolve_columns
+
         try:
             profile = await self.describe(cand)
         except (DatasetNotFound, DatasetUnavailable) as exc:
@@ -136,8 +146,9 @@ class VerifierAgent(Agent):
         if not inputs or not label:
             default_inputs, default_label = resolve_columns(profile, task_type)
             inputs, label = inputs or default_inputs, label or default_label
-        problems = check(profile, inputs, label, task_type, min_rows=self.min_rows, max_bytes=self.max_bytes,
-                         allowed_licenses=self.allowed_licenses if cand.source == "hub" else None,
+        s = self.settings
+        problems = check(profile, inputs, label, task_type, min_rows=s.min_rows, max_bytes=s.max_dataset_bytes,
+                         allowed_licenses=s.allowed_licenses if cand.source == "hub" else None,
                          token_present=bool(self.hub_token))
         if problems or not label:
             reasons.extend(f"{cand.id}: {p}" for p in (problems or ["no label column"]))
@@ -158,7 +169,7 @@ class VerifierAgent(Agent):
                 try:
                     profile = await self.hub_catalog().materialize(
                         cand.id, tmp, task_type=task_type, input_columns=inputs, label_column=label,
-                        max_bytes=self.max_bytes)
+                        max_bytes=self.settings.max_dataset_bytes)
                 except CatalogUnreachable as exc:
                     raise Transient(f"hub unreachable while downloading {cand.id}: {exc}") from None
             else:

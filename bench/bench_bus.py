@@ -143,7 +143,8 @@ class PassThrough(Agent):
     """One topic.proposed per topic.requested; notes when it has seen the n-th event."""
 
     role = "bench-proposer"
-    consumes = ("topic.requested",)
+    consumes = (TopicRequested,)
+    produces = (TopicProposed,)
 
     def __init__(self, ctx: AgentContext, expected: int) -> None:
         super().__init__(ctx)
@@ -154,7 +155,7 @@ class PassThrough(Agent):
         self.left -= 1
         if self.left <= 0:
             self.all_seen.set()
-        return [Emit("topic.proposed", PROPOSAL)]
+        return [Emit(PROPOSAL)]
 
 
 async def wait_handled(agent: PassThrough, consumer: Consumer, task: asyncio.Task[None], n: int) -> None:

@@ -32,7 +32,7 @@ async def plain(python: str) -> float:
 
 async def bench_backend(name: str, runs: int, starts: int) -> dict[str, float] | str:
     try:
-        backend = get_backend(name)
+        backend = get_backend(name, allow_process=True)
     except SandboxUnavailable as e:
         return str(e)
     python = str(Path(sys.prefix) / "bin" / "python")
@@ -86,7 +86,6 @@ async def main() -> None:
     ap.add_argument("--starts", type=int, default=5)
     ap.add_argument("--backends", default="bwrap,process,docker")
     args = ap.parse_args()
-    os.environ.setdefault("GYMFORGE_SANDBOX_ALLOW_PROCESS", "1")
     service = None
     print(f"{'backend':<8} {'exec ms':>8} {'plain ms':>9} {'ratio':>6} {'start ms':>9}   (medians; exec of `python -c pass`)")
     for name in args.backends.split(","):

@@ -58,7 +58,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("GYMFORGE_SANDBOX_ALLOW_PROCESS", "1")
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # litellm: no fetch of its price list
 os.environ.setdefault("MSWEA_SILENT_STARTUP", "1")
 
@@ -66,7 +65,7 @@ import openai  # noqa: E402
 
 from agents.llm import LLM, Completion, Endpoint  # noqa: E402
 from agents.solver.agent import LLMModel  # noqa: E402
-from agents.solver.loop import Episode, Limits, Output, Scored  # noqa: E402
+from agents.solver.loop import Episode, EpisodeLimits, Output, Scored  # noqa: E402
 from agents.solver.record import Recorder  # noqa: E402
 from domain.model_api import TEACHER_MODEL  # noqa: E402
 from gymforge.daemon import tune_gc  # noqa: E402
@@ -213,12 +212,12 @@ async def gymforge_episode(llm: LLM, session: Session, steps: int, environment: 
     spans = Spans()
     rec = recorder(environment)
     episode = Episode(TimedModel(LLMModel(llm, 0, "thought_action"), spans), BenchEnvironment(session, spans),
-                      Limits(max_steps=steps + 5), rec, "thought_action", {"accuracy": 0.5})
+                      EpisodeLimits(max_steps=steps + 5), rec, "thought_action", {"accuracy": 0.5})
     await episode.run()
     spans.end = time.perf_counter()
-    if rec.info["exit_status"] != "submitted" or len(rec.steps) != steps + 1:
-        raise RuntimeError(f"gymforge episode ended {rec.info['exit_status']} after {len(rec.steps)} steps: "
-                           f"{rec.info['exit_detail']}")
+    if rec.info.exit_status != "submitted" or len(rec.steps) != steps + 1:
+        raise RuntimeError(f"gymforge episode ended {rec.info.exit_status} after {len(rec.steps)} steps: "
+                           f"{rec.info.exit_detail}")
     return spans
 
 
@@ -302,7 +301,7 @@ async def loop_only_episode(steps: int) -> Spans:
     spans = Spans()
     rec = recorder("gymforge:none")
     await Episode(ScriptedModel(script(steps, "submit"), spans), NullEnvironment(spans),
-                  Limits(max_steps=steps + 5), rec, "thought_action", {"accuracy": 0.5}).run()
+                  EpisodeLimits(max_steps=steps + 5), rec, "thought_action", {"accuracy": 0.5}).run()
     spans.end = time.perf_counter()
     return spans
 
@@ -329,7 +328,7 @@ async def overhead(args: argparse.Namespace, root: Path) -> list[Side]:
         for backend in ("process", "bwrap"):
             ws = root / f"ws-{backend}"
             ws.mkdir()
-            session = await get_backend(backend).open(ws, SandboxLimits())
+            session = await get_backend(backend, allow_process=True).open(ws, SandboxLimits())
             sessions.append(session)
             sides.append(Side(f"gymforge/{backend}", lambda s=session, b=backend: gymforge_episode(
                 llm, s, args.steps, f"gymforge:{b}")))
@@ -419,7 +418,7 @@ def client(url: str, concurrency: int, transport: str) -> LLM:
 
 async def open_sessions(backend: str, root: Path, n: int) -> list[Session]:
     gate = asyncio.Semaphore(OPEN_AT_ONCE)
-    b = get_backend(backend)
+    b = get_backend(backend, allow_process=True)
 
     async def one(i: int) -> Session:
         ws = root / f"load-{backend}-{i}"

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
-import os
 import re
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -42,7 +41,7 @@ CHUNK = 1 << 20
 
 
 class HubCatalog:
-    """`endpoint` defaults to $HF_ENDPOINT or https://huggingface.co; `token` to $HF_TOKEN ("" = none).
+    """`endpoint` defaults to https://huggingface.co; `token` to none (the configuration passes HubSettings').
     The token goes, as `Authorization: Bearer`, only to the endpoint's and the viewer's hosts."""
 
     def __init__(
@@ -54,9 +53,9 @@ class HubCatalog:
         *,
         timeout: float = 60.0,
     ) -> None:
-        self.endpoint = (endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
+        self.endpoint = (endpoint or DEFAULT_ENDPOINT).rstrip("/")
         self.viewer = (datasets_server_endpoint or DEFAULT_VIEWER).rstrip("/")
-        self.token = os.environ.get("HF_TOKEN", "") if token is None else token
+        self.token = token or ""
         self._session = session
         self._owns_session = session is None
         self._timeout = aiohttp.ClientTimeout(total=timeout)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -12,34 +11,15 @@ from urllib.parse import urlparse
 import aiohttp
 
 from agents.budget import BudgetWatcher, Limit
+from agents.roles import MODEL_ROLES, ROLES
 from agents.runtime import Agent, AgentContext
-from bus import Bus, BusSettings, EmbeddedNats, NatsUnavailable, RetryPolicy
+from bus import Bus, BusSettings, EmbeddedNats, NatsRefused, NatsUnavailable, RetryPolicy
 from bus.server import url_answers
 from domain.payloads import PAYLOADS
-from gymforge.config import Settings
+from gymforge.config import Settings, role_settings
 from gymforge.errors import UserError
 
-AgentFactory = Callable[[AgentContext, Settings], Agent]
-
-def _role(module: str, cls: str) -> AgentFactory:
-    """Import a role's module only when it is built: the CLI stays quick to start."""
-
-    def factory(ctx: AgentContext, s: Settings) -> Agent:
-        agent_cls = getattr(importlib.import_module(module), cls)
-        return agent_cls(ctx, s.db_path) if cls == "SinkAgent" else agent_cls(ctx)
-
-    return factory
-
-
-ROLES: dict[str, AgentFactory] = {
-    "proposer": _role("agents.proposer", "ProposerAgent"),
-    "verifier": _role("agents.verifier", "VerifierAgent"),
-    "coder": _role("agents.coder", "CoderAgent"),
-    "debugger": _role("agents.debugger", "DebuggerAgent"),
-    "solver": _role("agents.solver.agent", "SolverAgent"),
-    "filter": _role("agents.filter", "FilterAgent"),
-    "sink": _role("agents.sink", "SinkAgent"),
-}
+__all__ = ["MODEL_ROLES", "ROLES", "build_agent"]
 
 
 def teacher_url(s: Settings) -> str:
@@ -74,9 +54,10 @@ async def http_answers(url: str, timeout: float = 1.0) -> bool:
         return False
 
 
-def endpoints(s: Settings) -> dict[str, Any]:
-    """The teacher endpoint (proposer, coder, debugger) and the solver's; the offline teacher by default."""
-    from agents.llm import Endpoint
+def models(s: Settings) -> Any:
+    """The teacher endpoint (proposer, coder, debugger), the solver's (the offline teacher by default) and the
+    price table."""
+    from agents.llm import Endpoint, Models, Prices
     from domain.model_api import TEACHER_MODEL
 
     offline = Endpoint(base_url=teacher_url(s), api_key="offline", model=TEACHER_MODEL,
@@ -92,25 +73,9 @@ def endpoints(s: Settings) -> dict[str, Any]:
                           api_key=s.secret("solver_api_key") or teacher.api_key,
                           model=s.solver_model or teacher.model, concurrency=s.llm_concurrency,
                           timeout_s=s.llm_timeout_s, max_retries=s.llm_max_retries)
-    return {"teacher": teacher, "solver": solver}
-
-
-def agent_options(s: Settings) -> dict[str, Any]:
-    from agents.llm import Prices
-    from agents.solver.loop import Limits
-
     prices = Prices()
     prices.table.update(s.prices)
-    return {
-        "endpoints": endpoints(s), "prices": prices, "sandbox": s.sandbox, "attempts": s.attempts,
-        "debug_rounds": s.debug_rounds, "hf_token": s.secret("hf_token"), "hf_endpoint": s.hf_endpoint,
-        "hf_viewer_endpoint": s.hf_viewer_endpoint,
-        "solver_limits": Limits(max_steps=s.solver_max_steps, max_cost_usd=s.solver_max_cost_usd,
-                                max_tokens=s.solver_max_tokens, context_tokens=s.solver_context_tokens,
-                                wall_time_s=s.solver_wall_time_s),
-        "action_format": s.solver_action_format, "command_timeout_s": s.solver_command_timeout_s,
-        "filter_mode": s.filter_mode, "filter_max_tokens": s.filter_max_tokens,
-    }
+    return Models(teacher=teacher, solver=solver, prices=prices)
 
 
 def with_settings(fn: Callable[[Any, Settings], int]) -> Callable[[Any], int]:
@@ -151,8 +116,7 @@ async def connect(s: Settings, *, name: str = "gymforge", setup: bool = True) ->
     try:
         return await Bus.connect(bus_settings(s), types=PAYLOADS, name=name, setup=setup)
     except NatsUnavailable as exc:
-        refused = any(w in str(exc) for w in ("credentials", "TLS", "certificate", "Authorization"))
-        hint = "" if refused else "; start one with `gymforge nats` or set GYMFORGE_NATS_URL"
+        hint = "" if isinstance(exc, NatsRefused) else "; start one with `gymforge nats` or set GYMFORGE_NATS_URL"
         raise UserError(f"{exc}{hint}") from None
 
 
@@ -176,9 +140,6 @@ async def ensure_nats(s: Settings) -> EmbeddedNats | None:
     return server
 
 
-MODEL_ROLES = {"proposer", "coder", "debugger", "solver"}  # roles whose new work spends the budget
-
-
 async def start_budget(bus: Bus, s: Settings) -> BudgetWatcher:
     watcher = BudgetWatcher(bus, Limit(usd=s.budget_usd, tokens=s.budget_tokens))
     await watcher.start()
@@ -186,13 +147,12 @@ async def start_budget(bus: Bus, s: Settings) -> BudgetWatcher:
 
 
 def build_agent(role: str, bus: Bus, s: Settings, gate: Callable[[], str | None] | None = None) -> Agent:
-    """The agent for a role; `gate` (the budget) only holds back roles that call a model."""
-    gate = gate if role in MODEL_ROLES else None
-    factory = ROLES.get(role)
-    if factory is None:
-        raise UserError(f"unknown role {role!r}: choose one of {', '.join(sorted(ROLES))}")
-    ctx = AgentContext(bus=bus, data_dir=s.data_dir, gate=gate, options=agent_options(s))
-    agent = factory(ctx, s)
+    """The agent for a role, with its settings; `gate` (the budget) only holds back roles that spend it."""
+    cls = ROLES.get(role)
+    if cls is None:
+        raise UserError(f"unknown role {role!r}: choose one of {', '.join(ROLES)}")
+    ctx = AgentContext(bus=bus, data_dir=s.data_dir, gate=gate if cls.spends_budget else None, models=models(s))
+    agent = cls(ctx, role_settings(cls, s))
     if s.ack_wait_s is not None:  # heartbeats keep long work alive; a short wait redelivers a crash's work sooner
         agent.ack_wait_s = s.ack_wait_s
     return agent

@@ -8,15 +8,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the catalog pulls in datasets/pandas: imported only when a catalog command runs
     from catalog import DatasetProfile
 from gymforge.errors import UserError
-
-DEFAULT_DATA_DIR = ".gymforge"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -38,8 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def catalog_root(args: argparse.Namespace) -> Path:
-    data_dir = getattr(args, "data_dir", None) or os.environ.get("GYMFORGE_DATA_DIR") or DEFAULT_DATA_DIR
-    return Path(data_dir) / "catalog"
+    return Path(args.settings.data_dir) / "catalog"
 
 
 def list_command(args: argparse.Namespace) -> int:

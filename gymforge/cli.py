@@ -17,10 +17,18 @@ EXIT_INTERRUPTED = 130
 def _modules() -> list:
     from gymforge import catalog_cli, export_hf, export_sft, export_traj, sandbox_cli
     from gymforge import mlgym as export_mlgym
-    from gymforge.commands import agent_cmds, budget_cmd, bus_cmds, run_cmd, teacher_cmd, web_cmd
+    from gymforge.commands import (
+        agent_cmds,
+        budget_cmd,
+        bus_cmds,
+        run_cmd,
+        settings_cmd,
+        teacher_cmd,
+        web_cmd,
+    )
 
     return [run_cmd, agent_cmds, bus_cmds, teacher_cmd, budget_cmd, catalog_cli, sandbox_cli, export_mlgym,
-            export_sft, export_traj, export_hf, web_cmd]
+            export_sft, export_traj, export_hf, web_cmd, settings_cmd]
 
 
 class Parser(argparse.ArgumentParser):

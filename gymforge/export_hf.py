@@ -167,10 +167,10 @@ def cmd_export_hf(args: argparse.Namespace, s: Settings) -> int:
               + ("; nothing pushed" if args.push else ""), file=sys.stderr)
         return 1
     if args.push:
-        push(args.out, args.push, token or "", s.hf_endpoint)
+        push(args.out, args.push, token or "", s.hub.endpoint)
         manifest_path = args.out / "manifest.json"
         write_json(manifest_path, {**json.loads(manifest_path.read_text()), "pushed_to": args.push})
-        print(f"pushed to {args.push} at {s.hf_endpoint}")
+        print(f"pushed to {args.push} at {s.hub.endpoint}")
     return 0
 
 

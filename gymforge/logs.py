@@ -44,12 +44,15 @@ def env_secrets(environ: Mapping[str, str] | None = None) -> list[str]:
 
 
 def settings_secrets(settings: BaseModel) -> list[str]:
-    """The values of a settings object's SecretStr fields."""
+    """The values of a settings object's SecretStr fields, in its sections too."""
     out = []
     for name in type(settings).model_fields:
         value = getattr(settings, name, None)
-        if isinstance(value, SecretStr) and value.get_secret_value():
-            out.append(value.get_secret_value())
+        for v in value.values() if isinstance(value, dict) else [value]:
+            if isinstance(v, SecretStr) and v.get_secret_value():
+                out.append(v.get_secret_value())
+            elif isinstance(v, BaseModel):
+                out.extend(settings_secrets(v))
     return out
 
 

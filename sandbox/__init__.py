@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 from .base import Backend, ExecResult, Limits, Mount, SandboxUnavailable, Session
+from .settings import SandboxSettings
 
 BACKENDS = ("bwrap", "docker", "process")
-ENV_VAR = "GYMFORGE_SANDBOX"
 
 
 def default_backend_name() -> str:
-    return os.environ.get(ENV_VAR) or ("bwrap" if sys.platform.startswith("linux") else "docker")
+    return "bwrap" if sys.platform.startswith("linux") else "docker"
 
 
-def get_backend(name: str | None = None) -> Backend:
-    """The named backend, else $GYMFORGE_SANDBOX, else bwrap on Linux (docker elsewhere)."""
+def get_backend(name: str | None = None, *, allow_process: bool = False, image: str | None = None) -> Backend:
+    """The named backend (default: bwrap on Linux, docker elsewhere). The process backend runs task code
+    without isolation and refuses unless `allow_process`; `image` is the docker backend's."""
     name = (name or default_backend_name()).strip().lower()
     if name == "bwrap":
         from .bwrap import BwrapBackend
@@ -25,12 +25,16 @@ def get_backend(name: str | None = None) -> Backend:
     if name == "docker":
         from .docker_backend import DockerBackend
 
-        return DockerBackend()
+        return DockerBackend(image)
     if name == "process":
         from .process import ProcessBackend
 
-        return ProcessBackend()
+        return ProcessBackend(allow_process)
     raise SandboxUnavailable(f"unknown sandbox backend {name!r}: choose one of {', '.join(BACKENDS)}")
+
+
+def backend_for(settings: SandboxSettings) -> Backend:
+    return get_backend(settings.backend, allow_process=settings.allow_process, image=settings.image)
 
 
 __all__ = [
@@ -39,7 +43,9 @@ __all__ = [
     "ExecResult",
     "Limits",
     "Mount",
+    "SandboxSettings",
     "SandboxUnavailable",
     "Session",
+    "backend_for",
     "get_backend",
 ]

@@ -356,7 +356,7 @@ class DockerBackend:
 
     def __init__(self, image: str | None = None, client: Any = None) -> None:
         _docker()
-        self.image = image or os.environ.get("GYMFORGE_SANDBOX_IMAGE") or DEFAULT_IMAGE
+        self.image = image or DEFAULT_IMAGE
         self._client = client
         self._ready = False
         self.cgroup_parent: str | None = None

@@ -5,7 +5,6 @@ the timeout (process group kill), cgroups or rlimits, output truncation and the 
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,9 +37,7 @@ _NO_MOUNTS = "the process backend cannot mount paths into a sandbox: use GYMFORG
 class ProcessBackend:
     name = "process"
 
-    def __init__(self, allow: bool | None = None) -> None:
-        if allow is None:
-            allow = os.environ.get(ALLOW_ENV, "") in ("1", "true", "yes")
+    def __init__(self, allow: bool = False) -> None:
         if not allow:
             raise SandboxUnavailable(
                 f"the process backend has no isolation and is off: set {ALLOW_ENV}=1 to use it anyway")

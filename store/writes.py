@@ -152,7 +152,7 @@ def _completed(env: Envelope, p: TrajectoryCompleted, t: str) -> list[Statement]
         " baseline_score=excluded.baseline_score, tokens=excluded.tokens, steps=excluded.steps,"
         " traj=excluded.traj",
         (env.id, p.task_id, p.attempt, env.trace_id, p.exit_status, int(p.submitted), p.score, p.baseline_score,
-         p.tokens, p.steps, dumps(p.trajectory), t),
+         p.tokens, p.steps, dumps(p.trajectory.model_dump(mode="json")), t),
     )]
 
 

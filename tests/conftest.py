@@ -47,7 +47,7 @@ def data_dir(tmp_path: Path, builtin_catalog: Path) -> Path:
 async def sink(bus: Bus, data_dir: Path) -> AsyncIterator[Path]:
     """The real sink agent in this process, writing data_dir/gymforge.db; yields the db path."""
     db = data_dir / "gymforge.db"
-    sup = Supervisor([AgentRunner(SinkAgent(AgentContext(bus=bus, data_dir=data_dir), db))])
+    sup = Supervisor([AgentRunner(SinkAgent(AgentContext(bus=bus, data_dir=data_dir), db_path=db))])
     task = asyncio.create_task(sup.run())
     yield db
     sup.request_stop()

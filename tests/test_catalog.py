@@ -34,7 +34,7 @@ from catalog.convert import flatten_images
 from catalog.features import features_to_types
 from catalog.splits import split_indices
 from domain.tasks import TASK_TYPES
-from gymforge import catalog_cli
+from gymforge import catalog_cli, config
 from gymforge.errors import UserError
 
 datasets.disable_progress_bars()
@@ -685,6 +685,7 @@ def run_cli(*argv: str) -> int:
     parser.add_argument("--data-dir")
     catalog_cli.register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(argv)
+    args.settings = config.load({"data_dir": args.data_dir})  # as gymforge.cli.main does
     return args.func(args)
 
 

@@ -180,7 +180,7 @@ async def fill_store(data_dir: Path, jetstream: Path) -> dict[tuple[str, int], d
     trajs: dict[tuple[str, int], dict[str, Any]] = {}
     async with EmbeddedNats(jetstream, port=0) as server:
         bus = await Bus.connect(BusSettings(url=server.url), types=PAYLOADS)
-        sup = Supervisor([AgentRunner(SinkAgent(AgentContext(bus=bus, data_dir=data_dir), data_dir / "gymforge.db"))])
+        sup = Supervisor([AgentRunner(SinkAgent(AgentContext(bus=bus, data_dir=data_dir), db_path=data_dir / "gymforge.db"))])
         sink = asyncio.create_task(sup.run())
         try:
             published = 0

@@ -28,6 +28,8 @@ from bus.codec import validate_payload
 from domain.payloads import PAYLOADS, TrajectoryCompleted
 from domain.tokens import conversation_tokens
 from domain.trajectory import Trajectory
+from gymforge import config
+from gymforge.errors import UserError
 from store.db import Store
 from tests.test_runtime import wait_for_acked, wait_until_count
 
@@ -204,8 +206,8 @@ def test_grade_without_a_solved_attempt_has_no_best_or_gain() -> None:
 
 
 async def test_unknown_mode_is_refused(bus: Bus, tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="filter_mode"):
-        FilterAgent(AgentContext(bus=bus, data_dir=tmp_path, options={"filter_mode": "best"}))
+    with pytest.raises(UserError, match="filter_mode"):
+        config.load({"filter_mode": "best"}, environ={})
 
 
 # --- the agent on a real bus ---------------------------------------------------------------------
@@ -234,7 +236,7 @@ def envelope(c: TrajectoryCompleted) -> Envelope:
 
 
 async def test_three_attempts_beat_tie_duplicate_then_one_grade(bus: Bus, data_dir: Path, sink: Path) -> None:
-    agent = FilterAgent(AgentContext(bus=bus, data_dir=data_dir, options={"filter_mode": "beat"}))
+    agent = FilterAgent(AgentContext(bus=bus, data_dir=data_dir), FilterAgent.Settings(mode="beat"))
     sup, task = start([agent])
     first = envelope(completed("reg-1", 0, PLAN_A, 0.8))
     tie = envelope(completed("reg-1", 1, PLAN_B, 1.0))

@@ -18,7 +18,7 @@ from aiohttp import web
 from tenacity import RetryCallState
 
 import agents.llm as llm_mod
-from agents.llm import LLM, Completion, Endpoint, ModelRefused, Prices
+from agents.llm import LLM, Completion, Endpoint, ModelRefused, Models, Prices
 from agents.llm_agent import LLMAgent
 from agents.proposer import parse_topics
 from agents.replies import ReplyError
@@ -340,7 +340,7 @@ class Asker(LLMAgent):
 
 def asker(bus: Bus, data_dir: Path, url: str) -> Asker:
     endpoint = Endpoint(url, "test-key", "gpt-4o-mini", max_retries=0)
-    return Asker(AgentContext(bus=bus, data_dir=data_dir, options={"endpoints": {"teacher": endpoint}}))
+    return Asker(AgentContext(bus=bus, data_dir=data_dir, models=Models(teacher=endpoint, solver=endpoint)))
 
 
 def problem_of(parse: Callable[[str], Any], text: str) -> str:

@@ -93,12 +93,13 @@ class Flaky(Agent):
     """Fails the first delivery of every event, then handles it."""
 
     role = "flaky"
-    consumes = ("topic.requested",)
+    consumes = (TopicRequested,)
+    produces = (TopicProposed,)
 
     async def handle(self, event: Event) -> Sequence[Emit]:
         if event.deliveries == 1:
             raise ValueError("first try fails")
-        return [Emit("topic.proposed", TopicProposed(title=f"{event.payload.domain} topic"))]
+        return [Emit(TopicProposed(title=f"{event.payload_as(TopicRequested).domain} topic"))]
 
 
 async def test_handled_and_failed_events_per_role_through_a_real_consumer(bus: Bus, tmp_path: Path) -> None:

@@ -135,7 +135,7 @@ class KvAgent(Agent):
     """Opens a KV bucket at start (as the proposer and filter do) and records what it handles."""
 
     role = "kvtest"
-    consumes = ("topic.requested",)
+    consumes = (TopicRequested,)
 
     def __init__(self, ctx: AgentContext) -> None:
         super().__init__(ctx)

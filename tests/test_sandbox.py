@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from sandbox import Limits, Mount, SandboxUnavailable, Session, get_backend
+from gymforge import config
+from sandbox import Limits, Mount, SandboxUnavailable, Session, backend_for, get_backend
 from sandbox.check import host_procs_with, survivors
 
 LIMITS = Limits(wall_time_s=20.0, memory_bytes=256 * 1024**2, cpus=1.0, pids=64, output_bytes=8 * 1024)
@@ -71,8 +72,6 @@ def docker_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(params=["bwrap", "process", "docker"])
 def backend_name(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     name = request.param
-    if name == "process":
-        monkeypatch.setenv("GYMFORGE_SANDBOX_ALLOW_PROCESS", "1")
     if name == "docker":
         request.getfixturevalue("docker_engine")
     if name == "bwrap" and not shutil.which("bwrap"):
@@ -91,7 +90,7 @@ def secrets_in_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
 async def session(backend_name: str, tmp_path: Path, secrets_in_env: dict[str, str]) -> AsyncIterator[Session]:
     ws = tmp_path / "ws"
     ws.mkdir()
-    s = await get_backend(backend_name).open(ws, LIMITS)
+    s = await get_backend(backend_name, allow_process=True).open(ws, LIMITS)
     try:
         yield s
     finally:
@@ -328,7 +327,7 @@ async def test_session_mounts_are_in_every_exec(backend_name: str, tmp_path: Pat
     raw.mkdir()
     ws.mkdir()
     (raw / "train.csv").write_text("a,b\n")
-    async with await get_backend(backend_name).open(ws, LIMITS, [Mount(raw, "/gf/raw")]) as s:
+    async with await get_backend(backend_name, allow_process=True).open(ws, LIMITS, [Mount(raw, "/gf/raw")]) as s:
         for _ in range(2):
             assert (await s.exec("cat /gf/raw/train.csv")).stdout == "a,b\n"
         assert (await s.exec("touch /gf/raw/new")).exit_code != 0
@@ -337,15 +336,13 @@ async def test_session_mounts_are_in_every_exec(backend_name: str, tmp_path: Pat
 
 # --- choosing a backend -------------------------------------------------------------------------------
 
-def test_get_backend_by_name_and_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("GYMFORGE_SANDBOX_ALLOW_PROCESS", raising=False)
+def test_get_backend_by_name_and_settings() -> None:
     with pytest.raises(SandboxUnavailable, match="GYMFORGE_SANDBOX_ALLOW_PROCESS=1"):
         get_backend("process")
     with pytest.raises(SandboxUnavailable, match="unknown sandbox backend"):
         get_backend("chroot")
-    monkeypatch.setenv("GYMFORGE_SANDBOX_ALLOW_PROCESS", "1")
-    monkeypatch.setenv("GYMFORGE_SANDBOX", "process")
-    assert get_backend().name == "process"
+    settings = config.load(environ={"GYMFORGE_SANDBOX_ALLOW_PROCESS": "1", "GYMFORGE_SANDBOX": "process"})
+    assert backend_for(settings.sandbox).name == "process"
 
 
 def test_missing_bwrap_says_how_to_fix(monkeypatch: pytest.MonkeyPatch) -> None:

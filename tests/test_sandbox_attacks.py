@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 async def open_session(name: str, ws: Path, limits: Limits = LIMITS) -> Session:
     ws.mkdir(exist_ok=True)
-    return await get_backend(name).open(ws, limits)
+    return await get_backend(name, allow_process=True).open(ws, limits)
 
 
 @pytest.fixture
@@ -47,8 +47,6 @@ async def bwrap(tmp_path: Path) -> AsyncIterator[Session]:
 
 async def _session(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                    ) -> AsyncIterator[Session]:
-    if request.param == "process":
-        monkeypatch.setenv("GYMFORGE_SANDBOX_ALLOW_PROCESS", "1")
     if request.param == "docker":
         request.getfixturevalue("docker_engine")
     s = await open_session(request.param, tmp_path / "ws")
@@ -270,7 +268,6 @@ async def test_killing_its_parents_leaves_the_host_and_the_session_alive(bwrap: 
 
 async def test_killing_the_launcher_without_isolation_is_a_clean_error(tmp_path: Path,
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("GYMFORGE_SANDBOX_ALLOW_PROCESS", "1")
     async with await open_session("process", tmp_path / "ws") as s:
         launcher = s.launcher.proc  # type: ignore[attr-defined]
         try:

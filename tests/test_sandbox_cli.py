@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from gymforge import config
 from gymforge.errors import UserError
 from gymforge.sandbox_cli import parse_size, register
 
@@ -19,6 +20,7 @@ def run(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="gymforge")
     register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
+    args.settings = config.load()  # as gymforge.cli.main does
     return args.func(args)
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from agents.solver.actions import FormatError, command_output, parse_action, shorten
 from agents.solver.environment import SandboxEnvironment
-from agents.solver.loop import Episode, Limits
+from agents.solver.loop import Episode, EpisodeLimits
 from agents.solver.record import Recorder
 from agents.taskrun import open_workspace
 from sandbox import get_backend
@@ -41,11 +41,11 @@ def recorder(task: ReadyTask, tool_mode: bool = False) -> Recorder:
     return Recorder("SYSTEM", "INSTANCE", info, {"seed": 0}, "gymforge:bwrap", tool_mode=tool_mode)
 
 
-async def play(task: ReadyTask, env: SandboxEnvironment, model: ScriptedModel, limits: Limits | None = None,
+async def play(task: ReadyTask, env: SandboxEnvironment, model: ScriptedModel, limits: EpisodeLimits | None = None,
                action_format: str = "thought_action") -> Recorder:
     rec = recorder(task, tool_mode=action_format == "tool_call")
     baseline = {task.bundle.metric: task.baseline_score}
-    return await Episode(model, env, limits or Limits(), rec, action_format, baseline).run()  # type: ignore[arg-type]
+    return await Episode(model, env, limits or EpisodeLimits(), rec, action_format, baseline).run()  # type: ignore[arg-type]
 
 
 # --- parsing and observations (pure) ------------------------------------------------------------
@@ -132,31 +132,31 @@ async def test_replies_without_an_action_or_with_two_get_a_correction(task: Read
 
 async def test_endless_format_errors_end_with_exit_format(task: ReadyTask, env: SandboxEnvironment) -> None:
     model = ScriptedModel(["no action here"])
-    rec = await play(task, env, model, Limits(max_format_errors=3))
+    rec = await play(task, env, model, EpisodeLimits(max_format_errors=3))
     assert rec.info.exit_status == "exit_format"
     assert len(model.seen) == 4 and rec.steps == []
 
 
 async def test_the_step_limit_ends_with_exit_cost_and_autosubmits(task: ReadyTask, env: SandboxEnvironment) -> None:
-    rec = await play(task, env, ScriptedModel([bash("python baseline.py"), bash("ls")]), Limits(max_steps=3))
+    rec = await play(task, env, ScriptedModel([bash("python baseline.py"), bash("ls")]), EpisodeLimits(max_steps=3))
     assert rec.info.exit_status == "submitted (exit_cost)" and "step limit of 3" in rec.info.exit_detail
     assert rec.info.score == pytest.approx(task.baseline_score) and len(rec.steps) == 3
-    rec = await play(task, env, ScriptedModel([bash("rm -f submission.csv"), bash("ls")]), Limits(max_steps=2))
+    rec = await play(task, env, ScriptedModel([bash("rm -f submission.csv"), bash("ls")]), EpisodeLimits(max_steps=2))
     assert rec.info.exit_status == "exit_cost" and not rec.submitted and rec.info.score is None
 
 
 async def test_the_cost_and_token_limits_end_with_exit_cost(task: ReadyTask, env: SandboxEnvironment) -> None:
-    rec = await play(task, env, ScriptedModel([bash("ls")], cost_per_call=0.5), Limits(max_cost_usd=1.0))
+    rec = await play(task, env, ScriptedModel([bash("ls")], cost_per_call=0.5), EpisodeLimits(max_cost_usd=1.0))
     assert rec.info.exit_status == "exit_cost" and "cost limit" in rec.info.exit_detail
     assert len(rec.steps) == 2 and rec.info.model_stats.instance_cost == pytest.approx(1.0)
-    rec = await play(task, env, ScriptedModel([bash("ls")]), Limits(max_tokens=2000))
+    rec = await play(task, env, ScriptedModel([bash("ls")]), EpisodeLimits(max_tokens=2000))
     assert rec.info.exit_status == "exit_cost" and "token limit" in rec.info.exit_detail
 
 
 async def test_a_conversation_past_the_context_limit_ends_with_exit_context(
         task: ReadyTask, env: SandboxEnvironment) -> None:
     rec = await play(task, env, ScriptedModel([bash("cat data/train.csv")]),
-                     Limits(context_tokens=2000, observation_chars=10_000))
+                     EpisodeLimits(context_tokens=2000, observation_chars=10_000))
     assert rec.info.exit_status == "exit_context" and "context limit of 2000" in rec.info.exit_detail
     assert len(rec.steps) == 1 and "characters elided" in rec.steps[0].observation
 
@@ -164,7 +164,7 @@ async def test_a_conversation_past_the_context_limit_ends_with_exit_context(
 async def test_commands_that_keep_timing_out_end_with_exit_command_timeout(
         task: ReadyTask, env: SandboxEnvironment) -> None:
     env.command_timeout_s = 0.5
-    rec = await play(task, env, ScriptedModel([bash("echo started; sleep 30")]), Limits(max_timeouts=3))
+    rec = await play(task, env, ScriptedModel([bash("echo started; sleep 30")]), EpisodeLimits(max_timeouts=3))
     assert rec.info.exit_status == "exit_command_timeout" and len(rec.steps) == 3
     assert all("timed out after" in s.observation for s in rec.steps)
 
@@ -172,7 +172,7 @@ async def test_commands_that_keep_timing_out_end_with_exit_command_timeout(
 async def test_the_wall_time_limit_ends_with_exit_total_execution_time(
         task: ReadyTask, env: SandboxEnvironment) -> None:
     # the command's own timeout is long; the episode's remaining wall time cuts it short
-    rec = await play(task, env, ScriptedModel([bash("sleep 60")]), Limits(wall_time_s=2.0))
+    rec = await play(task, env, ScriptedModel([bash("sleep 60")]), EpisodeLimits(wall_time_s=2.0))
     assert rec.info.exit_status == "exit_total_execution_time" and len(rec.steps) == 1
 
 

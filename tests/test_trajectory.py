@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from agents.llm import Completion
 from agents.solver.actions import Action
-from agents.solver.loop import Episode, Limits, Output, Scored, ScoreError
+from agents.solver.loop import Episode, EpisodeLimits, Output, Scored, ScoreError
 from agents.solver.record import Recorder, Step
 from domain.payloads import TrajectoryCompleted
 from domain.tokens import conversation_tokens
@@ -164,25 +164,25 @@ REPLAY = {"action_format": "thought_action", "seed": 3, "limits": {"max_steps": 
 
 
 async def episode(replies: list[Any], scores: list[float | str], *, tool_mode: bool = False,
-                  limits: Limits | None = None) -> TwinRecorder:
+                  limits: EpisodeLimits | None = None) -> TwinRecorder:
     fmt = "tool_call" if tool_mode else "thought_action"
     rec = TwinRecorder("SYSTEM PROMPT", "The task: predict the species.", dict(START),
                        {**REPLAY, "action_format": fmt}, "gymforge:bwrap", tool_mode=tool_mode)
     model = ScriptedModel(replies, cost_per_call=0.0012345, repeat_last=False)
-    await Episode(model, ScriptedEnvironment(scores), limits or Limits(), rec, fmt,  # type: ignore[arg-type]
+    await Episode(model, ScriptedEnvironment(scores), limits or EpisodeLimits(), rec, fmt,  # type: ignore[arg-type]
                   {"accuracy": 0.75}).run()
     return rec
 
 
-EPISODES: dict[str, tuple[list[Any], list[float | str], bool, Limits | None]] = {
+EPISODES: dict[str, tuple[list[Any], list[float | str], bool, EpisodeLimits | None]] = {
     "thought_action, corrections, an unscorable validate, submitted": (
         ["Let me look around first.", bash("ls -la", "List the files."),
          "two\n```bash\nls\n```\n```bash\npwd\n```\n", bash("python train.py"),
          bash("validate", "Check it."), bash("validate"), bash("submit", "Submit.")],
         ["the submission has 3 rows, not 5", 0.8125, 0.8125], False, None),
     "thought_action, the step limit, autosubmitted": (
-        [bash("python train.py"), bash("validate"), bash("cat log.txt")], [0.5, 0.625], False, Limits(max_steps=3)),
-    "thought_action, format errors only": (["no action"] * 5, [], False, Limits(max_format_errors=3)),
+        [bash("python train.py"), bash("validate"), bash("cat log.txt")], [0.5, 0.625], False, EpisodeLimits(max_steps=3)),
+    "thought_action, format errors only": (["no action"] * 5, [], False, EpisodeLimits(max_format_errors=3)),
     "tool_call, a correction, a call without an id, submitted": (
         [("Look first.", [tool_call("ls", "c1")]),
          ("Two at once.", [tool_call("ls", "c2"), tool_call("pwd", "c3")]),
@@ -191,7 +191,7 @@ EPISODES: dict[str, tuple[list[Any], list[float | str], bool, Limits | None]] = 
          ("Validate.", [tool_call("validate", "c5")]), ("Done.", [tool_call("submit", "c6")])],
         [0.875, 0.875], True, None),
     "tool_call, unscorable at the end": (
-        [("Run.", [tool_call("python train.py", "c1")])] * 2, [], True, Limits(max_steps=2)),
+        [("Run.", [tool_call("python train.py", "c1")])] * 2, [], True, EpisodeLimits(max_steps=2)),
 }
 
 

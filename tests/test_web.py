@@ -201,7 +201,7 @@ async def filled(nats_server: EmbeddedNats, bus: Bus, tmp_path: Path) -> AsyncIt
     data_dir = tmp_path / "data"
     data_dir.mkdir()
     db = data_dir / "gymforge.db"
-    sup = Supervisor([AgentRunner(SinkAgent(AgentContext(bus=bus, data_dir=data_dir), db))])
+    sup = Supervisor([AgentRunner(SinkAgent(AgentContext(bus=bus, data_dir=data_dir), db_path=db))])
     sink = asyncio.create_task(sup.run())
     try:
         facts = await fill(bus, db)

@@ -10,25 +10,26 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
+
+from pydantic import Field
 
 from agents.artifacts import fetch_dataset
 from agents.llm import LLM, Completion
 from agents.llm_agent import LLMAgent
-from agents.runtime import AgentContext, Emit
+from agents.runtime import AgentContext, Emit, RoleSettings
 from agents.solver.actions import BASH_TOOL, ActionFormat
 from agents.solver.environment import SandboxEnvironment
-from agents.solver.loop import Episode, Limits
+from agents.solver.loop import Episode, EpisodeLimits
 from agents.solver.record import Recorder
 from agents.taskrun import StepFailed, open_workspace
-from bus import Event
+from bus import Event, Transient
 from domain.payloads import SolveRequested, TrajectoryCompleted
 from domain.tasks import TaskBundle
-from domain.tokens import conversation_tokens
 from prompts import render
-from sandbox import Backend, SandboxUnavailable, get_backend
+from sandbox import Backend, SandboxSettings, SandboxUnavailable, backend_for
 
 
 class LLMModel:
@@ -56,22 +57,45 @@ def instance_prompt(p: SolveRequested) -> str:
                   files=workspace_files(b), facts=facts)
 
 
+_EPISODE = EpisodeLimits()  # the episode's defaults, stated once in loop.py
+
+
+class SolverSettings(RoleSettings):
+    sandbox: SandboxSettings = Field(default_factory=SandboxSettings)  # the shared `sandbox_*` section
+    action_format: ActionFormat = Field("thought_action", description="thought_action (one fenced bash block) "
+                                        "or tool_call (one `bash` tool call)")
+    max_steps: int = Field(_EPISODE.max_steps, ge=1, description="model calls per episode")
+    max_cost_usd: float = Field(_EPISODE.max_cost_usd, gt=0, description="model cost per episode")
+    max_tokens: int = Field(_EPISODE.max_tokens, ge=1, description="tokens sent + received per episode")
+    context_tokens: int = Field(_EPISODE.context_tokens, ge=1000, description="the conversation's size before a call")
+    wall_time_s: float = Field(_EPISODE.wall_time_s, gt=0, description="an episode's wall time")
+    command_timeout_s: float = Field(25.0, gt=0, description="an ordinary command's timeout (python commands get "
+                                     "the task's training_timeout)")
+
+    def limits(self) -> EpisodeLimits:
+        return replace(_EPISODE, max_steps=self.max_steps, max_cost_usd=self.max_cost_usd, max_tokens=self.max_tokens,
+                       context_tokens=self.context_tokens, wall_time_s=self.wall_time_s)
+
+
 class SolverAgent(LLMAgent):
     role = "solver"
-    consumes = ("solve.requested",)
+    consumes = (SolveRequested,)
+    produces = (TrajectoryCompleted,)
     model_kind = "solver"
     ack_wait_s = 60.0
     default_concurrency = 4
+    Settings = SolverSettings
+    settings: SolverSettings
 
-    def __init__(self, ctx: AgentContext) -> None:
-        super().__init__(ctx)
-        self.limits: Limits = ctx.options.get("solver_limits") or Limits()
-        self.action_format: ActionFormat = ctx.options.get("action_format", "thought_action")
-        self.command_timeout_s: float = ctx.options.get("command_timeout_s", 25.0)
-        self.backend: Backend = get_backend(ctx.options.get("sandbox"))
+    def __init__(self, ctx: AgentContext, settings: SolverSettings | None = None) -> None:
+        super().__init__(ctx, settings)
+        self.limits = self.settings.limits()
+        self.action_format: ActionFormat = self.settings.action_format
+        self.command_timeout_s = self.settings.command_timeout_s
+        self.backend: Backend = backend_for(self.settings.sandbox)
 
     async def work(self, event: Event) -> Sequence[Emit]:
-        p: SolveRequested = event.payload  # type: ignore[assignment]
+        p = event.payload_as(SolveRequested)
         recorder = self.recorder(p)
         raw = await fetch_dataset(self.ctx.bus, p.bundle.data, self.ctx.data_dir / "cache" / "datasets")
         workdir = Path(tempfile.mkdtemp(prefix=f"solve-{p.bundle.task_id}-{p.attempt}-", dir=self.ctx.data_dir))
@@ -79,13 +103,15 @@ class SolverAgent(LLMAgent):
             await self.episode(p, raw, workdir, recorder)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
-        return [Emit("trajectory.completed", completed(p, recorder))]
+        return [Emit(completed(p, recorder))]
 
     async def episode(self, p: SolveRequested, raw: Path, workdir: Path, recorder: Recorder) -> None:
         try:
-            ws = await open_workspace(self.backend, p.bundle, raw, workdir, files=workspace_files(p.bundle))
-        except SandboxUnavailable as exc:
-            raise RuntimeError(f"sandbox unavailable: {exc}") from None  # transient: nak'ed and retried
+            ws = await open_workspace(self.backend, p.bundle, raw, workdir,
+                                      self.settings.sandbox.limits(float(p.bundle.training_timeout)),
+                                      files=workspace_files(p.bundle))
+        except SandboxUnavailable as exc:  # the machine's sandbox, not the task: retried later
+            raise Transient(f"sandbox unavailable: {exc}") from None
         except StepFailed as exc:  # a validated task that no longer prepares: an attempt that errored
             recorder.finish("exit_error", f"the workspace could not be prepared: {exc}", submitted=False)
             return
@@ -110,9 +136,9 @@ class SolverAgent(LLMAgent):
 
 
 def completed(p: SolveRequested, r: Recorder) -> TrajectoryCompleted:
-    b = p.bundle
+    b, t = p.bundle, r.traj()
     return TrajectoryCompleted(
-        task_id=b.task_id, attempt=p.attempt, attempts_total=p.attempts_total, exit_status=r.info["exit_status"],
-        submitted=r.submitted, score=r.info["score"], baseline_score=p.baseline_score, metric=b.metric,
-        direction=b.direction, validate_scores=r.validate_scores, tokens=conversation_tokens(r.history),
-        steps=len(r.steps), trajectory=r.traj())
+        task_id=b.task_id, attempt=p.attempt, attempts_total=p.attempts_total, exit_status=t.info.exit_status,
+        submitted=r.submitted, score=t.info.score, baseline_score=p.baseline_score, metric=b.metric,
+        direction=b.direction, validate_scores=t.info.validate_scores, tokens=t.info.context_tokens,
+        steps=len(t.trajectory), trajectory=t)

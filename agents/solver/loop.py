@@ -52,7 +52,7 @@ class Environment(Protocol):
 
 
 @dataclass(frozen=True)
-class Limits:
+class EpisodeLimits:
     max_steps: int = 50
     max_cost_usd: float = 4.0  # MLGym's per-instance budget
     max_tokens: int = 2_000_000  # tokens sent + received over the episode
@@ -89,7 +89,7 @@ class Turn:
 class Episode:
     model: Model
     env: Environment
-    limits: Limits
+    limits: EpisodeLimits
     recorder: Recorder
     action_format: ActionFormat = "thought_action"
     baseline: dict[str, float] = field(default_factory=dict)

@@ -56,7 +56,7 @@ def cmd_run(args: argparse.Namespace, s: Settings) -> int:
     if args.attempts is not None:
         if args.attempts < 1:
             raise UserError("--attempts must be at least 1")
-        s = s.model_copy(update={"attempts": args.attempts})
+        s = s.with_keys({"attempts": args.attempts})
     tune_gc()
     summary = asyncio.run(run_pipeline(s, topics=0 if args.no_seed else args.topics,
                                        until=args.until_trajectories, idle_s=args.idle_seconds,

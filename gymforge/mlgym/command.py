@@ -24,7 +24,7 @@ from gymforge.errors import UserError
 from gymforge.mlgym import layout, records, rerun
 from gymforge.mlgym.readme import readme
 from gymforge.mlgym.records import Exported, TaskRecord, TaskUnusable
-from sandbox import Backend, SandboxUnavailable, get_backend
+from sandbox import Backend, SandboxUnavailable, backend_for
 from store.db import Store, StoreError
 
 # The `export` command's sub-parsers, per top-level sub-parsers action, so that other modules
@@ -99,7 +99,7 @@ async def export_mlgym(s: Settings, out: Path, *, task_ids: list[str] | None = N
             raise UserError(f"no validated or graded tasks{which} in the store at {s.db_path}: "
                             "run the pipeline (`gymforge run`) first")
         try:
-            backend = backend or get_backend(s.sandbox)
+            backend = backend or backend_for(s.sandbox)
         except SandboxUnavailable as exc:
             raise UserError(str(exc)) from None
         bus = await connect(s, name="gymforge-export", setup=False)  # the datasets are in its object store
@@ -143,7 +143,7 @@ async def export_task(bus: Bus, backend: Backend, s: Settings, rec: TaskRecord, 
     raw = await fetch_dataset(bus, b.data, s.data_dir / "cache" / "datasets")
     scratch = Path(tempfile.mkdtemp(prefix=f".export-{b.task_id}-", dir=out))
     try:
-        stage = await rerun.prepare_task(backend, b, raw, scratch)
+        stage = await rerun.prepare_task(backend, b, raw, scratch, s.sandbox.limits(float(b.training_timeout)))
         return layout.write_task(rec, stage, out)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -12,18 +12,19 @@ from pathlib import Path, PurePosixPath
 from agents.taskrun import open_workspace
 from domain.tasks import TaskBundle
 from gymforge.mlgym.records import TaskUnusable
-from sandbox import Backend
+from sandbox import Backend, Limits
 
 ANSWERS_FILE = "answers.csv"
 REQUIRED = ("data/train.csv", "data/test.csv", f"answers/{ANSWERS_FILE}")
 
 
-async def prepare_task(backend: Backend, b: TaskBundle, raw: Path, scratch: Path) -> Path:
-    """Run prepare.py on `raw` under `scratch` and return the staged task directory (`scratch`/task)."""
+async def prepare_task(backend: Backend, b: TaskBundle, raw: Path, scratch: Path, limits: Limits | None = None) -> Path:
+    """Run prepare.py on `raw` under `scratch` (with the sandbox settings' `limits`) and return the staged
+    task directory (`scratch`/task)."""
     stage = scratch / "task"
     stage.mkdir()
     write_bundle_files(b, stage)
-    ws = await open_workspace(backend, b, raw, scratch / "run")  # runs prepare.py
+    ws = await open_workspace(backend, b, raw, scratch / "run", limits)  # runs prepare.py
     try:
         collect_outputs(scratch / "run" / "workspace", ws.hidden_dir, stage)
     finally:

@@ -15,20 +15,21 @@ from pathlib import Path
 
 from agents.runtime import Agent, AgentContext, AgentRunner, Emit, Supervisor
 from bus import Bus, BusSettings, Event, make_envelope
-from domain.payloads import PAYLOADS, TopicProposed
+from domain.payloads import PAYLOADS, TopicProposed, TopicRequested
 
 
 class SlowAgent(Agent):
     role = "slow"
-    consumes = ("topic.requested",)
+    consumes = (TopicRequested,)
+    produces = (TopicProposed,)
 
     def __init__(self, ctx: AgentContext, marker_dir: Path, work_s: float) -> None:
         super().__init__(ctx)
         self.marker_dir, self.work_s = marker_dir, work_s
 
     async def handle(self, event: Event) -> Sequence[Emit]:
-        outs = [Emit("topic.proposed", TopicProposed(title=f"{event.payload.domain} #{i}"), key=i, new_trace=True)
-                for i in range(event.payload.count)]
+        req = event.payload_as(TopicRequested)
+        outs = [Emit(TopicProposed(title=f"{req.domain} #{i}"), key=i, new_trace=True) for i in range(req.count)]
         first = make_envelope(outs[0].type, outs[0].payload, producer=self.role, parent=event.envelope,
                               key=outs[0].key, new_trace=True)
         await self.ctx.bus.publish(first)

@@ -1,0 +1,36 @@
+"""The sandbox's settings: which backend runs task code and the limits every session gets by default.
+
+The configuration (gymforge/config.py) fills this from the TOML file, the environment and flags; the
+sandbox reads no environment variable of its own.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from sandbox.base import Limits
+
+MIB = 1024**2
+
+
+class SandboxSettings(BaseModel):
+    backend: Literal["bwrap", "docker", "process"] = Field(
+        "bwrap", alias="sandbox", description="bwrap, docker, or process (no isolation: needs allow_process)")
+    allow_process: bool = Field(False, description="let the process backend run task code without isolation")
+    image: str | None = Field(None, description="the docker backend's image (default gymforge-sandbox:<version>)")
+    memory_mb: int = Field(2048, ge=16, description="memory per session (rlimit or cgroup)")
+    cpus: float = Field(1.0, gt=0, description="CPUs per session")
+    pids: int = Field(256, ge=8, description="processes per session")
+    disk_mb: int = Field(8192, ge=1, description="what the workspace, /tmp and writable mounts may hold together")
+    output_kb: int = Field(64, ge=1, description="stdout and stderr kept per command, each (head + tail)")
+    command_timeout_s: float = Field(60.0, gt=0, description="a command's wall time when its caller sets none")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    def limits(self, wall_time_s: float | None = None) -> Limits:
+        """Session limits from these settings; `wall_time_s` overrides the default per-command wall time."""
+        return Limits(wall_time_s=wall_time_s or self.command_timeout_s, memory_bytes=self.memory_mb * MIB,
+                      cpus=self.cpus, pids=self.pids, output_bytes=self.output_kb * 1024,
+                      disk_bytes=self.disk_mb * MIB)
