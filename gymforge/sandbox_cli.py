@@ -11,12 +11,14 @@ import shutil
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import sandbox
 from gymforge.errors import UserError
 from sandbox.base import ExecResult, Limits
+from sandbox.settings import SandboxSettings
 
 _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 
@@ -29,9 +31,11 @@ def parse_size(text: str) -> int:
     return int(float(m.group(1)) * _UNITS[m.group(2).upper()])
 
 
-def _backend(name: str | None) -> sandbox.Backend:
+def _backend(args: argparse.Namespace) -> sandbox.Backend:
+    """--backend, else the `sandbox` setting; the process backend only with sandbox_allow_process."""
+    s: SandboxSettings = args.settings.sandbox
     try:
-        return sandbox.get_backend(name)
+        return sandbox.get_backend(args.backend or s.backend, allow_process=s.allow_process, image=s.image)
     except sandbox.SandboxUnavailable as e:
         raise UserError(str(e)) from None
 
@@ -45,15 +49,22 @@ def _run(coro: Any) -> Any:
 
 # --- exec ----------------------------------------------------------------------------------------------
 
+def exec_limits(args: argparse.Namespace) -> Limits:
+    """The flags' limits; a flag left out takes the sandbox settings' value (sandbox_memory_mb, ...)."""
+    limits = args.settings.sandbox.limits(args.timeout)
+    chosen = {"memory_bytes": None if args.memory is None else parse_size(args.memory), "cpus": args.cpus,
+              "pids": args.pids, "output_bytes": None if args.output is None else parse_size(args.output)}
+    return replace(limits, **{k: v for k, v in chosen.items() if v is not None})
+
+
 def cmd_exec(args: argparse.Namespace) -> int:
     command = list(args.command)
     if command and command[0] == "--":
         command = command[1:]
     if not command:
         raise UserError("no command given: gymforge sandbox exec [options] -- CMD ...")
-    limits = Limits(wall_time_s=args.timeout, memory_bytes=parse_size(args.memory), cpus=args.cpus, pids=args.pids,
-                    output_bytes=parse_size(args.output))
-    backend = _backend(args.backend)
+    limits = exec_limits(args)
+    backend = _backend(args)
     if args.workspace:
         workspace = Path(args.workspace)
         if not workspace.is_dir():
@@ -100,7 +111,7 @@ def kill_reason(r: ExecResult, limits: Limits) -> str | None:
 def cmd_check(args: argparse.Namespace) -> int:
     from sandbox.check import run_checks
 
-    report = _run(run_checks(_backend(args.backend)))
+    report = _run(run_checks(_backend(args)))
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
     else:
@@ -171,12 +182,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     backends = list(sandbox.BACKENDS)
 
     e = s.add_parser("exec", help="run one command in a sandbox; exits with its exit code")
-    e.add_argument("--backend", choices=backends, help="default: $GYMFORGE_SANDBOX or bwrap")
-    e.add_argument("--memory", default="2G", help="memory limit, e.g. 512M (default 2G)")
-    e.add_argument("--timeout", type=float, default=60.0, help="wall-time limit in seconds (default 60)")
-    e.add_argument("--cpus", type=float, default=1.0)
-    e.add_argument("--pids", type=int, default=256)
-    e.add_argument("--output", default="64K", help="kept output per stream (head + tail), default 64K")
+    e.add_argument("--backend", choices=backends, help="default: the `sandbox` setting (GYMFORGE_SANDBOX), bwrap")
+    e.add_argument("--memory", default=None, help="memory limit, e.g. 512M (default: sandbox_memory_mb, 2G)")
+    e.add_argument("--timeout", type=float, default=None,
+                   help="wall-time limit in seconds (default: sandbox_command_timeout_s, 60)")
+    e.add_argument("--cpus", type=float, default=None, help="default: sandbox_cpus, 1")
+    e.add_argument("--pids", type=int, default=None, help="default: sandbox_pids, 256")
+    e.add_argument("--output", default=None, help="kept output per stream (head + tail), default: sandbox_output_kb, 64K")
     e.add_argument("--workspace", help="directory mounted read-write as the working dir (default: a temp dir)")
     e.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ... (one word: run by /bin/sh -c)")
     e.set_defaults(func=cmd_exec)

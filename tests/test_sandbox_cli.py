@@ -42,6 +42,17 @@ def test_exec_says_why_it_was_killed(capsys: pytest.CaptureFixture[str]) -> None
     assert last.startswith("sandbox: killed") and "memory" in last
 
 
+def test_exec_takes_the_limits_a_flag_leaves_out_from_the_settings(capsys: pytest.CaptureFixture[str],
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GYMFORGE_SANDBOX_MEMORY_MB", "96")
+    monkeypatch.setenv("GYMFORGE_SANDBOX_COMMAND_TIMEOUT_S", "0.5")
+    assert run(["sandbox", "exec", "--", "sleep 30"]) == 124
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "sandbox: killed: timed out after 0.5s"
+    assert run(["sandbox", "exec", "--timeout", "20", "--", "python", "-c", "x = bytearray(400 * 2**20)"]) != 0
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "sandbox: killed: out of memory (limit 96 MiB)"
+    assert run(["sandbox", "exec", "--timeout", "20", "--", "python", "-c", "x = bytearray(16 * 2**20)"]) == 0
+
+
 def test_user_errors_are_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("GYMFORGE_SANDBOX_ALLOW_PROCESS", raising=False)
     with pytest.raises(UserError, match="GYMFORGE_SANDBOX_ALLOW_PROCESS=1"):
