@@ -4,6 +4,7 @@ registry, the graph and the configuration's keys."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -153,6 +154,12 @@ def test_settings_lists_every_key_with_its_value(tmp_path: Path) -> None:
     lines = {line.split()[0]: line for line in proc.stdout.splitlines()}
     assert set(lines) == {k.name for k in config.KEYS.values() if k.section == "solver"}
     assert lines["solver_max_steps"].split()[1] == "11"
+    core = subprocess.run([sys.executable, "-m", "gymforge.cli", "settings", "--json"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60,
+                          env={"PATH": "/usr/bin:/bin", "OPENAI_API_KEY": "sk-secret-x", "HF_TOKEN": "hf_secret_y"})
+    rows = {r["key"]: r for r in json.loads(core.stdout)}
+    assert "secret" not in core.stdout and rows["openai_api_key"]["value"] == rows["hf_token"]["value"] == "***"
+    assert rows["hf_token"]["env"] == "GYMFORGE_HF_TOKEN | HF_TOKEN" and rows["sandbox"]["section"] == "sandbox"
 
 
 # --- the declarations are the one source -----------------------------------------------------------------
