@@ -104,9 +104,12 @@ class VerifierAgent(Agent):
     def hub_catalog(self) -> HubCatalog:
         if self.hub is None:
             from catalog import HubCatalog
+            from catalog.hub_cache import ResponseCache
 
             h = self.settings.hub
-            self.hub = HubCatalog(h.endpoint, h.viewer_endpoint, self.hub_token or "")
+            cache = ResponseCache(self.ctx.data_dir / "cache" / "hub", h.cache_ttl_s)
+            self.hub = HubCatalog(h.endpoint, h.viewer_endpoint, self.hub_token or "", cache=cache,
+                                  max_retries=h.max_retries)
         return self.hub
 
     async def handle(self, event: Event) -> Sequence[Emit]:

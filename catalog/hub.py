@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+import random
 import re
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -19,8 +20,10 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import aiohttp
+import structlog
 
 from catalog.checks import access_reasons, resolve_columns, time_column_of
+from catalog.hub_cache import ResponseCache
 from catalog.hub_data import (
     ParquetConversion,
     choose_config,
@@ -36,6 +39,7 @@ from catalog.models import CatalogUnreachable, DatasetNotFound, DatasetProfile, 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 DEFAULT_VIEWER = "https://datasets-server.huggingface.co"
 INVALID_CREDENTIALS = "Invalid credentials in Authorization header"
+log = structlog.get_logger("gymforge.catalog")
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 CHUNK = 1 << 20
 
@@ -52,6 +56,10 @@ class HubCatalog:
         session: aiohttp.ClientSession | None = None,
         *,
         timeout: float = 60.0,
+        cache: ResponseCache | None = None,
+        max_retries: int = 4,
+        backoff_base_s: float = 1.0,
+        max_wait_s: float = 60.0,
     ) -> None:
         self.endpoint = (endpoint or DEFAULT_ENDPOINT).rstrip("/")
         self.viewer = (datasets_server_endpoint or DEFAULT_VIEWER).rstrip("/")
@@ -60,6 +68,8 @@ class HubCatalog:
         self._owns_session = session is None
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._trusted_hosts = {urlsplit(self.endpoint).netloc, urlsplit(self.viewer).netloc}
+        self.cache = cache
+        self.max_retries, self.backoff_base_s, self.max_wait_s = max_retries, backoff_base_s, max_wait_s
 
     @property
     def token_present(self) -> bool:
@@ -220,20 +230,42 @@ class HubCatalog:
     async def _get_json(
         self, url: str, dataset_id: str, *, api: str, params: Mapping[str, str] | None = None
     ) -> dict[str, Any]:
-        try:
-            async with self._client().get(
-                url, params=params, headers=self._headers(url), timeout=self._timeout
-            ) as resp:
-                if resp.status != 200:
-                    raise http_error(resp.status, await _error_message(resp), dataset_id, api)
-                body = await resp.json(content_type=None)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise CatalogUnreachable(f"{api} for {dataset_id}: {type(exc).__name__}: {exc}") from exc
-        if not isinstance(body, dict):
-            raise CatalogUnreachable(
-                f"{api} for {dataset_id}: expected a JSON object, got {type(body).__name__}"
-            )
-        return body
+        """One JSON answer: from the cache while fresh; else asked (revalidated with its ETag), with 429
+        (after its Retry-After), 5xx and connection errors retried up to `max_retries` times."""
+        headers = self._headers(url)
+        key = self.cache.key(url, params, "Authorization" in headers) if self.cache else ""
+        cached = self.cache.get(key) if self.cache else None
+        if cached is not None and self.cache is not None and cached.fresh(self.cache.ttl_s):
+            return cached.body
+        if cached is not None and cached.etag:
+            headers = {**headers, "If-None-Match": cached.etag}
+        for attempt in range(self.max_retries + 1):
+            last = attempt == self.max_retries
+            try:
+                async with self._client().get(url, params=params, headers=headers, timeout=self._timeout) as resp:
+                    if resp.status == 304 and cached is not None and self.cache is not None:
+                        self.cache.touch(key, cached)
+                        return cached.body
+                    if resp.status == 200:
+                        body = await resp.json(content_type=None)
+                        if not isinstance(body, dict):
+                            raise CatalogUnreachable(
+                                f"{api} for {dataset_id}: expected a JSON object, got {type(body).__name__}")
+                        if self.cache is not None:
+                            self.cache.put(key, body, resp.headers.get("ETag"))
+                        return body
+                    error = http_error(resp.status, await _error_message(resp), dataset_id, api)
+                    hinted = retry_after_s(resp.headers.get("Retry-After"))
+                    if last or not isinstance(error, CatalogUnreachable) or (hinted or 0) > self.max_wait_s:
+                        raise error
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                if last:
+                    raise CatalogUnreachable(f"{api} for {dataset_id}: {type(exc).__name__}: {exc}") from exc
+                hinted = None
+            wait = hinted if hinted is not None else self.backoff_base_s * 2**attempt * random.uniform(0.5, 1.0)
+            log.info("hub retry", api=api, dataset_id=dataset_id, attempt=attempt + 1, wait_s=round(wait, 2))
+            await asyncio.sleep(min(wait, self.max_wait_s))
+        raise AssertionError("unreachable")
 
     async def _download_all(
         self, files: dict[str, list[Mapping[str, Any]]], folder: Path, dataset_id: str
@@ -259,6 +291,14 @@ class HubCatalog:
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise CatalogUnreachable(f"downloading {url}: {type(exc).__name__}: {exc}") from exc
         return dest
+
+
+def retry_after_s(value: str | None) -> float | None:
+    """Retry-After in seconds (the delta form; an HTTP date is read as no hint)."""
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
 
 
 def http_error(status: int, message: str, dataset_id: str, api: str) -> Exception:

@@ -13,6 +13,10 @@ class HubSettings(BaseModel):
     token: SecretStr | None = Field(None, description="a Hugging Face token (gated datasets)")
     endpoint: str = Field("https://huggingface.co", description="the Hub API")
     viewer_endpoint: str = Field("https://datasets-server.huggingface.co", description="the dataset viewer API")
+    cache_ttl_s: float = Field(86400.0, ge=0, description="how long a Hub answer is reused without asking "
+                               "(then revalidated by its ETag); 0: always ask")
+    max_retries: int = Field(4, ge=0, description="retries of a Hub call answered 429 (after its Retry-After), "
+                             "5xx or not at all")
 
     def token_value(self) -> str | None:
         return self.token.get_secret_value() if self.token else None

@@ -4,10 +4,12 @@ in the real APIs' shapes), the usability checks and the `gymforge catalog` comma
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import json
 import math
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ import pytest
 from aiohttp import web
 
 from catalog import (
+    CatalogUnreachable,
     DatasetNotFound,
     DatasetProfile,
     DatasetUnavailable,
@@ -32,6 +35,7 @@ from catalog import (
 from catalog.builtin import BUILTIN
 from catalog.convert import flatten_images
 from catalog.features import features_to_types
+from catalog.hub_cache import ResponseCache
 from catalog.splits import split_indices
 from domain.tasks import TASK_TYPES
 from gymforge import catalog_cli, config
@@ -341,6 +345,9 @@ class FakeHub:
     def __init__(self) -> None:
         self.datasets = hub_datasets()
         self.auth: list[tuple[str, str | None]] = []
+        self.times: list[tuple[str, float]] = []  # (path, monotonic time) of every request
+        self.plan: dict[str, list[tuple[int, dict[str, str]]]] = {}  # path -> error answers to give first
+        self.not_modified = 0
         self.base = ""
         self.files_base = ""
         self.app = web.Application(middlewares=[self.record])
@@ -351,8 +358,21 @@ class FakeHub:
 
     @web.middleware
     async def record(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """Records the request; answers a planned error first; gives JSON answers an ETag and answers 304
+        to a matching If-None-Match, as the Hub does."""
         self.auth.append((request.path, request.headers.get("Authorization")))
-        return await handler(request)
+        self.times.append((request.path, time.monotonic()))
+        if self.plan.get(request.path):
+            status, headers = self.plan[request.path].pop(0)
+            return web.json_response({"error": f"planned {status}"}, status=status, headers=headers)
+        resp = await handler(request)
+        if isinstance(resp, web.Response) and resp.status == 200 and resp.content_type == "application/json":
+            etag = '"' + hashlib.sha256(resp.body).hexdigest()[:16] + '"'  # type: ignore[arg-type]
+            if request.headers.get("If-None-Match") == etag:
+                self.not_modified += 1
+                return web.Response(status=304, headers={"ETag": etag})
+            resp.headers["ETag"] = etag
+        return resp
 
     def visible(self, request: web.Request, dataset_id: str) -> dict[str, Any] | None:
         spec = self.datasets.get(dataset_id)
@@ -476,8 +496,52 @@ async def fake_hub(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeHub]:
     await runner.cleanup()
 
 
-def hub_catalog(hub: FakeHub, token: str | None = None) -> HubCatalog:
-    return HubCatalog(endpoint=hub.base, datasets_server_endpoint=hub.base, token=token)
+def hub_catalog(hub: FakeHub, token: str | None = None, **options: Any) -> HubCatalog:
+    return HubCatalog(endpoint=hub.base, datasets_server_endpoint=hub.base, token=token, **options)
+
+
+INFO = "/api/datasets/acme/reviews"
+
+
+async def test_hub_waits_out_a_429_s_retry_after_and_retries_a_5xx(fake_hub: FakeHub) -> None:
+    fake_hub.plan[INFO] = [(429, {"Retry-After": "1"}), (503, {})]
+    async with hub_catalog(fake_hub, backoff_base_s=0.05) as hub:
+        profile = await hub.describe("acme/reviews")
+    assert profile.id == "acme/reviews" and profile.split_sizes
+    asked = [t for path, t in fake_hub.times if path == INFO]
+    assert len(asked) == 3 and asked[1] - asked[0] >= 0.95  # the Retry-After was honoured
+
+
+async def test_hub_gives_up_after_its_retries_and_never_retries_a_refusal(fake_hub: FakeHub) -> None:
+    fake_hub.plan[INFO] = [(503, {})] * 10
+    async with hub_catalog(fake_hub, max_retries=2, backoff_base_s=0.01) as hub:
+        with pytest.raises(CatalogUnreachable, match="HTTP 503"):
+            await hub.describe("acme/reviews")
+        assert sum(path == INFO for path, _ in fake_hub.times) == 3
+        fake_hub.plan[INFO] = [(429, {"Retry-After": "3600"})]  # longer than it waits: the caller retries later
+        with pytest.raises(CatalogUnreachable, match="HTTP 429"):
+            await hub.describe("acme/reviews")
+        assert sum(path == INFO for path, _ in fake_hub.times) == 4
+        with pytest.raises(DatasetNotFound):
+            await hub.describe("acme/nope")
+    assert sum(path == "/api/datasets/acme/nope" for path, _ in fake_hub.times) == 1
+
+
+async def test_hub_answers_are_cached_then_revalidated_by_etag(fake_hub: FakeHub, tmp_path: Path) -> None:
+    async with hub_catalog(fake_hub, cache=ResponseCache(tmp_path / "hub", ttl_s=3600)) as hub:
+        first = await hub.describe("acme/reviews")
+    asked = len(fake_hub.times)
+    async with hub_catalog(fake_hub, cache=ResponseCache(tmp_path / "hub", ttl_s=3600)) as hub:  # a new process
+        assert await hub.describe("acme/reviews") == first
+    assert len(fake_hub.times) == asked  # served from the cache: not one request
+    async with hub_catalog(fake_hub, cache=ResponseCache(tmp_path / "hub", ttl_s=0)) as hub:  # stale: revalidated
+        assert await hub.describe("acme/reviews") == first
+    assert fake_hub.not_modified == len(fake_hub.times) - asked > 0
+    async with hub_catalog(fake_hub, cache=ResponseCache(tmp_path / "hub", ttl_s=3600)) as hub:
+        for _ in range(2):  # an error is not kept
+            with pytest.raises(DatasetNotFound):
+                await hub.describe("acme/nope")
+    assert sum(path == "/api/datasets/acme/nope" for path, _ in fake_hub.times) == 2
 
 
 async def test_hub_describes_and_materializes_an_accepted_dataset(fake_hub: FakeHub, tmp_path: Path) -> None:

@@ -41,12 +41,15 @@ async def test_proposer_concurrency_from_a_role_table(bus: Bus, tmp_path: Path) 
 
 async def test_verifier_limits_and_hub_from_file_and_environment(bus: Bus, tmp_path: Path) -> None:
     s = settings_from(tmp_path, 'verifier_allowed_licenses = ["mit", "cc-by-4.0"]\nhf_endpoint = "http://127.0.0.1:9"\n',
-                      {"GYMFORGE_VERIFIER_MIN_ROWS": "123", "HF_TOKEN": "hf_abcdefabcdefabcdefabcdef"})
+                      {"GYMFORGE_VERIFIER_MIN_ROWS": "123", "HF_TOKEN": "hf_abcdefabcdefabcdefabcdef",
+                       "GYMFORGE_HF_CACHE_TTL_S": "60", "GYMFORGE_HF_MAX_RETRIES": "1"})
     agent = build_agent("verifier", bus, s)
     assert agent.settings.min_rows == 123 and agent.settings.allowed_licenses == ["mit", "cc-by-4.0"]
     hub = agent.hub_catalog()  # the client the verifier talks to the Hub with
     try:
         assert hub.endpoint == "http://127.0.0.1:9" and hub.token == "hf_abcdefabcdefabcdefabcdef"
+        assert hub.cache is not None and hub.cache.ttl_s == 60 and hub.max_retries == 1
+        assert hub.cache.root == s.data_dir / "cache" / "hub"
     finally:
         await hub.close()
 
