@@ -159,3 +159,20 @@ async def test_stream_and_consumer_setup_is_idempotent_and_applies_changes(nats_
         assert (await bus.js.consumer_info("GYMFORGE", "c")).config.ack_wait == 45
     finally:
         await bus.close()
+
+
+async def test_a_failed_settle_is_logged_not_swallowed(bus: Bus) -> None:
+    from structlog.testing import capture_logs
+
+    from bus.acks import ACK, apply
+
+    await bus.publish(make_envelope("topic.proposed", topic(), producer="test"))
+    await bus.ensure_consumer(ConsumerSpec(durable="settle", filter_subjects=[subject_for("topic.proposed")]))
+    sub = await bus.js.pull_subscribe_bind(durable="settle", stream=bus.settings.stream)
+    msg = (await sub.fetch(batch=1, timeout=5))[0]
+    await apply(msg, ACK)
+    with capture_logs() as logs:
+        await apply(msg, ACK)  # acked already: nats-py refuses, the policy says why and carries on
+    [entry] = [e for e in logs if e["event"].startswith("could not settle")]
+    assert entry["log_level"] == "warning" and entry["action"] == "ack" and entry["subject"] == "gf.topic.proposed"
+    assert "MsgAlreadyAckd" in entry["error"]

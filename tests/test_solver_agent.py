@@ -15,9 +15,12 @@ from pathlib import Path
 import pytest
 
 from agents.runtime import AgentRunner, Supervisor
-from bus import Bus, EmbeddedNats, make_envelope
+from bus import Bus, EmbeddedNats, Transient, make_envelope
+from bus.codec import validate_payload
+from domain.payloads import PAYLOADS, TaskDrafted
 from gymforge import config
 from gymforge.app import build_agent
+from sandbox import SandboxUnavailable
 from teacher.policy import TeacherConfig
 from teacher.server import Faults, TeacherServer
 from tests.helpers.tasks import ReadyTask, build_task
@@ -144,3 +147,33 @@ async def test_a_solver_killed_mid_episode_is_redone_with_one_trajectory_per_att
     assert teacher.teacher.counters.by_purpose["solve"] - calls_before == traj["info"]["model_stats"]["api_calls"]
     ledger = await rows(sink, "SELECT parent_id FROM ledger WHERE type = 'trajectory.completed'")
     assert [r["parent_id"] for r in ledger] == [request_id]
+
+
+class SandboxOutage:
+    """A backend whose machine has lost its sandbox (e.g. the container engine went away)."""
+
+    name = "outage"
+
+    async def open(self, *args: object, **kwargs: object) -> None:
+        raise SandboxUnavailable("the container engine does not answer")
+
+
+async def test_a_sandbox_outage_is_transient_for_the_solver_and_the_debugger(
+        nats_server: EmbeddedNats, bus: Bus, data_dir: Path, task: ReadyTask) -> None:  # fmt: skip
+    """Not the task's fault: nak'ed and retried later (bus/acks.py), never a dead letter or a failed attempt."""
+    async with TeacherServer() as teacher:
+        s = settings(nats_server, data_dir, teacher)
+        data = await task.upload(bus)
+        requests = {
+            "solver": make_envelope("solve.requested", task.request(0, 1, data), producer="test"),
+            "debugger": make_envelope("task.drafted", TaskDrafted(bundle=task.request(0, 1, data).bundle, revision=0),
+                                      producer="test"),
+        }
+        for role, env in requests.items():
+            agent = build_agent(role, bus, s)
+            agent.backend = SandboxOutage()  # type: ignore[attr-defined]
+            try:
+                with pytest.raises(Transient, match="sandbox unavailable: the container engine does not answer"):
+                    await agent.handle(validate_payload(env, PAYLOADS))
+            finally:
+                await agent.stop()
