@@ -9,13 +9,18 @@ catalog datasets whose names and descriptions best match its words.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import re
 import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+import structlog
+from nats.js.errors import KeyNotFoundError, NotFoundError
+from nats.js.kv import KeyValue
 from pydantic import Field
 
 from agents.artifacts import upload_dataset
@@ -24,7 +29,7 @@ from bus import Event, Transient
 from catalog.models import CatalogUnreachable, DatasetNotFound, DatasetProfile, DatasetUnavailable
 from catalog.settings import HubSettings
 from domain.payloads import DatasetCandidate, DatasetRejected, DatasetVerified, TopicProposed
-from domain.tasks import TASK_TYPES
+from domain.tasks import TASK_TYPES, DataRef
 
 TYPE_WORDS = {
     "image_classification": {"image", "images", "digit", "digits", "pixel", "vision", "handwritten", "picture"},
@@ -37,6 +42,18 @@ TYPE_WORDS = {
 
 if TYPE_CHECKING:
     from catalog import HubCatalog
+
+log = structlog.get_logger("gymforge.verifier")
+BUCKET = "gf-datasets"  # reuse key -> {"data": DataRef, "profile": DatasetProfile} of a materialised Hub dataset
+
+
+def reuse_key(profile: DatasetProfile, task_type: str, inputs: list[str], label: str) -> str | None:
+    """What a materialised Hub dataset is reused by: its id, revision and config, the task and its columns.
+    No revision known: no reuse (the data could have changed since)."""
+    if not profile.revision:
+        return None
+    what = "\x1f".join([profile.id, profile.revision, profile.config or "", task_type, ",".join(inputs), label])
+    return hashlib.sha256(what.encode()).hexdigest()[:32]
 
 STOP = {"the", "and", "for", "with", "from", "that", "this", "are", "its", "into", "using", "each", "one"}
 
@@ -95,6 +112,7 @@ class VerifierAgent(Agent):
         self.hub: HubCatalog | None = None
 
     async def start(self) -> None:
+        self.kv: KeyValue = await self.ctx.bus.js.create_key_value(bucket=BUCKET, history=1)
         await asyncio.to_thread(self.local.build_builtin)
 
     async def stop(self) -> None:
@@ -165,7 +183,36 @@ class VerifierAgent(Agent):
         )
 
     async def materialize(self, cand: DatasetCandidate, profile: DatasetProfile, task_type: str,
-                          inputs: list[str], label: str) -> tuple[Any, DatasetProfile]:
+                          inputs: list[str], label: str) -> tuple[DataRef, DatasetProfile]:
+        """The dataset in the artifact store. A Hub dataset already materialised at the same revision with
+        the same task and columns (by any replica) is reused instead of downloaded again."""
+        key = reuse_key(profile, task_type, inputs, label) if cand.source == "hub" else None
+        if key is not None and (reused := await self.reused(key)) is not None:
+            return reused
+        data, written = await self.download(cand, task_type, inputs, label)
+        if key is not None:
+            record = {"data": data.model_dump(mode="json"), "profile": written.model_dump(mode="json")}
+            await self.kv.put(key, json.dumps(record).encode())
+        return data, written
+
+    async def reused(self, key: str) -> tuple[DataRef, DatasetProfile] | None:
+        try:
+            entry = await self.kv.get(key)
+            record = json.loads(entry.value or b"{}")
+            data, profile = DataRef.model_validate(record["data"]), DatasetProfile.model_validate(record["profile"])
+        except (KeyNotFoundError, ValueError, KeyError):  # none yet, or a record this build cannot read
+            return None
+        store = await self.ctx.bus.artifacts()
+        for name in data.splits.values():  # the objects must still be there (a bucket can be purged)
+            try:
+                await store.get_info(name)
+            except NotFoundError:
+                return None
+        log.info("dataset reused", dataset_id=profile.id, revision=profile.revision, key=data.key)
+        return data, profile
+
+    async def download(self, cand: DatasetCandidate, task_type: str, inputs: list[str],
+                       label: str) -> tuple[DataRef, DatasetProfile]:
         tmp = Path(tempfile.mkdtemp(prefix="verify-", dir=self.ctx.data_dir))
         try:
             if cand.source == "hub":

@@ -152,6 +152,7 @@ class HubCatalog:
             private=bool(info.get("private")),
             tags=[str(tag) for tag in info.get("tags") or []],
             origin=f"{self.endpoint}/datasets/{dataset_id}",
+            revision=str(info["sha"]) if info.get("sha") else None,
         )
 
     async def materialize(
@@ -207,6 +208,7 @@ class HubCatalog:
                 "gated": profile.gated,
                 "private": profile.private,
                 "config": profile.config,
+                "revision": profile.revision,
                 "tags": profile.tags,
             }
         )

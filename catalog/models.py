@@ -39,6 +39,7 @@ class DatasetProfile(BaseModel):
     class_names: dict[str, list[str]] = Field(default_factory=dict)
     distinct_counts: dict[str, int] = Field(default_factory=dict)
     config: str | None = None  # the Hub config (subset) this profile describes
+    revision: str | None = None  # the Hub's commit sha of the dataset, when known
     origin: str | None = None  # where the data comes from: a pip package, a path, a Hub URL
     tags: list[str] = Field(default_factory=list)
 

@@ -21,6 +21,8 @@ import pyarrow.parquet as pq
 import pytest
 from aiohttp import web
 
+from bus import Bus, make_envelope
+from bus.codec import validate_payload
 from catalog import (
     CatalogUnreachable,
     DatasetNotFound,
@@ -37,8 +39,10 @@ from catalog.convert import flatten_images
 from catalog.features import features_to_types
 from catalog.hub_cache import ResponseCache
 from catalog.splits import split_indices
+from domain.payloads import PAYLOADS, DatasetCandidate, DatasetVerified, TopicProposed
 from domain.tasks import TASK_TYPES
 from gymforge import catalog_cli, config
+from gymforge.app import build_agent
 from gymforge.errors import UserError
 
 datasets.disable_progress_bars()
@@ -392,7 +396,7 @@ class FakeHub:
                 {"error": "Repository not found"}, status=status, headers={"X-Error-Code": "RepoNotFound"}
             )
         return web.json_response({
-            "_id": "65f0c0ffee", "id": dataset_id, "author": dataset_id.split("/")[0], "sha": "0" * 40,
+            "_id": "65f0c0ffee", "id": dataset_id, "author": dataset_id.split("/")[0], "sha": spec.get("sha", "0" * 40),
             "lastModified": "2026-01-02T03:04:05.000Z", "private": False, "gated": spec.get("gated", False),
             "disabled": False, "downloads": 7, "likes": 1, "tags": ["task_categories:text-classification", f"license:{spec['license']}"],
             "cardData": {"license": spec["license"], "pretty_name": dataset_id.split("/")[1]},
@@ -770,3 +774,32 @@ def test_cli_build_list_and_add(builtin: list[DatasetProfile], data_dir: Path, t
     assert capsys.readouterr().out.startswith("houses ")
     with pytest.raises(UserError, match="does not exist"):
         run_cli("catalog", "add", str(tmp_path / "missing"))
+
+
+async def test_the_verifier_reuses_a_hub_dataset_until_its_revision_changes(fake_hub: FakeHub, bus: Bus,
+                                                                           data_dir: Path) -> None:
+    s = config.load({"data_dir": data_dir, "hf_endpoint": fake_hub.base, "hf_viewer_endpoint": fake_hub.base,
+                     "hf_cache_ttl_s": 0, "verifier_min_rows": 10}, environ={})
+    agent = build_agent("verifier", bus, s)
+    await agent.start()
+
+    async def verify(n: int) -> DatasetVerified:
+        topic = TopicProposed(title=f"Review sentiment {n}", task_type="text_classification",
+                              candidate_datasets=[DatasetCandidate(id="acme/reviews", source="hub")])
+        [emit] = await agent.handle(validate_payload(make_envelope("topic.proposed", topic, producer="test"), PAYLOADS))
+        assert isinstance(emit.payload, DatasetVerified), emit.payload
+        return emit.payload
+
+    def downloads() -> int:
+        return sum(path.startswith("/files/") for path, _ in fake_hub.times)
+
+    try:
+        first = await verify(1)
+        assert isinstance(first, DatasetVerified) and downloads() == 2  # train and test
+        second = await verify(2)  # another topic, same dataset, task and columns: no download
+        assert downloads() == 2 and second.data == first.data and second.split_sizes == first.split_sizes
+        fake_hub.datasets["acme/reviews"]["sha"] = "1" * 40  # a new commit on the Hub
+        third = await verify(3)
+        assert downloads() == 4 and third.data == first.data  # downloaded again (same bytes, same content key)
+    finally:
+        await agent.stop()
