@@ -39,7 +39,7 @@ from catalog.convert import flatten_images
 from catalog.features import features_to_types
 from catalog.hub_cache import ResponseCache
 from catalog.splits import split_indices
-from domain.payloads import PAYLOADS, DatasetCandidate, DatasetVerified, TopicProposed
+from domain.payloads import PAYLOADS, DatasetCandidate, DatasetRejected, DatasetVerified, TopicProposed
 from domain.tasks import TASK_TYPES
 from gymforge import catalog_cli, config
 from gymforge.app import build_agent
@@ -801,5 +801,43 @@ async def test_the_verifier_reuses_a_hub_dataset_until_its_revision_changes(fake
         fake_hub.datasets["acme/reviews"]["sha"] = "1" * 40  # a new commit on the Hub
         third = await verify(3)
         assert downloads() == 4 and third.data == first.data  # downloaded again (same bytes, same content key)
+    finally:
+        await agent.stop()
+
+
+async def test_the_verifier_records_each_candidates_reason_and_tries_the_next(fake_hub: FakeHub, bus: Bus,
+                                                                              data_dir: Path) -> None:
+    s = config.load({"data_dir": data_dir, "hf_endpoint": fake_hub.base, "hf_viewer_endpoint": fake_hub.base,
+                     "verifier_min_rows": 10, "verifier_allowed_licenses": ["mit", "cc-by-4.0"]}, environ={})
+    agent = build_agent("verifier", bus, s)
+    await agent.start()
+
+    async def verify(*candidates: DatasetCandidate, max_bytes: int | None = None) -> Any:
+        if max_bytes is not None:
+            agent.settings = agent.settings.model_copy(update={"max_dataset_bytes": max_bytes})
+        topic = TopicProposed(title="Review sentiment", task_type="text_classification",
+                              candidate_datasets=list(candidates))
+        [emit] = await agent.handle(validate_payload(make_envelope("topic.proposed", topic, producer="test"), PAYLOADS))
+        return emit.payload
+
+    def hub(dataset_id: str, **columns: Any) -> DatasetCandidate:
+        return DatasetCandidate(id=dataset_id, source="hub", **columns)
+
+    try:
+        verified = await verify(hub("acme/missing"), hub("acme/gated"), hub("acme/prices"),
+                                hub("acme/reviews", input_columns=["nope"], label_column="label"), hub("acme/reviews"))
+        assert isinstance(verified, DatasetVerified) and verified.dataset_id == "acme/reviews"
+        rejected = await verify(hub("acme/missing"), hub("acme/gated"), hub("acme/prices"),
+                                hub("acme/reviews", input_columns=["nope"], label_column="label"))
+        assert isinstance(rejected, DatasetRejected), rejected
+        by: dict[str, str] = {}
+        for reason in rejected.reasons:  # "<candidate>: <why>", every problem of every candidate
+            name, _, why = reason.partition(": ")
+            by[name] = f"{by.get(name, '')} | {why}"
+        assert list(by) == ["acme/missing", "acme/gated", "acme/prices", "acme/reviews"], rejected.reasons
+        assert "not found" in by["acme/missing"] and "gated" in by["acme/gated"] and "HF_TOKEN" in by["acme/gated"]
+        assert "cc-by-nc-4.0" in by["acme/prices"] and "nope" in by["acme/reviews"]
+        too_big = await verify(hub("acme/reviews"), max_bytes=100)
+        assert isinstance(too_big, DatasetRejected) and "over the limit of 100" in too_big.reasons[0], too_big.reasons
     finally:
         await agent.stop()
