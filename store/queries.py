@@ -48,6 +48,17 @@ async def mark_replayed(store: Store, letter_id: str) -> None:
     await store.write([("UPDATE dead_letters SET replayed = replayed + 1 WHERE id = ?", (letter_id,))])
 
 
+async def breadth(store: Store) -> dict[str, int]:
+    """How wide the generated world is: distinct verified datasets, task types of validated tasks, domains
+    of proposed topics."""
+    rows = await store.rows(
+        "SELECT (SELECT COUNT(DISTINCT dataset_id) FROM datasets WHERE verified = 1) AS datasets,"
+        " (SELECT COUNT(DISTINCT task_type) FROM tasks WHERE status IN ('validated', 'graded')) AS task_types,"
+        " (SELECT COUNT(DISTINCT domain) FROM topics) AS domains"
+    )
+    return {k: int(rows[0][k] or 0) for k in ("datasets", "task_types", "domains")}
+
+
 async def task_counts(store: Store) -> dict[str, int]:
     rows = await store.rows("SELECT status, COUNT(*) AS n FROM tasks GROUP BY status")
     return {r["status"]: r["n"] for r in rows}

@@ -50,6 +50,8 @@ async def test_status_json_counts_match_the_store(nats_server: EmbeddedNats, dat
     human = await gymforge("status", url=nats_server.url, data_dir=data_dir)
     assert "gf.topic.proposed" in human.out and "sink" in human.out
     assert "\x1b[" not in human.out  # plain when piped
+    assert status["store"]["breadth"] == {"datasets": 0, "task_types": 0, "domains": 1}  # 3 topics, one domain
+    assert "breadth: 0 datasets, 0 task types, 1 domains" in human.out
     watched = await gymforge("status", "--watch", "0.2", "--times", "3", url=nats_server.url, data_dir=data_dir)
     assert watched.code == 0 and watched.out.count("--- ") == 3 and watched.out.count("gf.topic.proposed") == 3
     assert "\x1b[" not in watched.out

@@ -240,6 +240,7 @@ async def test_api_serves_funnel_series_bus_budget_tasks_and_trajectories(filled
         assert stages["solve.requested"]["per_min"] == pytest.approx(2 / 10)
         assert summary["tasks"] == {"graded": 1, "rejected": 1}
         assert summary["usage"]["tokens"] == filled.tokens and summary["usage"]["calls"] == 3
+        assert summary["breadth"] == {"datasets": 1, "task_types": 1, "domains": 1}  # penguins; tabular; the one topic
 
         series = await get_json(http, "/api/series?minutes=30")
         assert len(series["minutes"]) == 30

@@ -256,11 +256,16 @@ async def _store_status(s: Settings) -> dict[str, Any] | None:
             "events": await queries.events_by_type(store),
             "tasks": await queries.task_counts(store),
             "trajectories": await queries.trajectory_counts(store),
+            "breadth": await queries.breadth(store),
             "usage": (await queries.usage_totals(store))["total"],
             "dead_letters_open": len(await queries.dead_letters(store)),
         }
     finally:
         await store.close()
+
+
+def breadth_line(b: dict[str, int]) -> str:
+    return f"breadth: {b['datasets']} datasets, {b['task_types']} task types, {b['domains']} domains"
 
 
 def cmd_status(args: argparse.Namespace, s: Settings) -> int:
@@ -315,6 +320,7 @@ def status_text(status: dict[str, Any], s: Settings, *, color: bool) -> str:
     if st:
         u = st["usage"]
         out.append(f"store: tasks {st['tasks']}, trajectories {st['trajectories']}")
+        out.append(breadth_line(st["breadth"]))
         out.append(f"usage: {u['calls']} calls, {u['prompt_tokens'] + u['completion_tokens']} tokens, "
                    f"${u['cost_usd']:.4f}, {u['retries']} retried calls to the model endpoint")
     else:

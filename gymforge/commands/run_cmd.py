@@ -28,6 +28,7 @@ from gymforge.app import (
     start_budget,
     with_settings,
 )
+from gymforge.commands.bus_cmds import breadth_line
 from gymforge.config import Settings
 from gymforge.daemon import tune_gc
 from gymforge.errors import UserError
@@ -62,8 +63,24 @@ def cmd_run(args: argparse.Namespace, s: Settings) -> int:
                                        until=args.until_trajectories, idle_s=args.idle_seconds,
                                        metrics_port=args.metrics_port))
     summary["exports"] = asyncio.run(write_exports(s, summary["started_at"]))
+    summary["breadth"] = asyncio.run(read_breadth(s))
     print_summary(summary, s)
     return 0
+
+
+async def read_breadth(s: Settings) -> dict[str, int] | None:
+    """Distinct datasets, task types and domains in the store (None when there is no store)."""
+    from store import queries
+    from store.db import Store, StoreError
+
+    try:
+        store = await Store.open(s.db_path, readonly=True)
+    except StoreError:
+        return None
+    try:
+        return await queries.breadth(store)
+    finally:
+        await store.close()
 
 
 async def write_exports(s: Settings, stamp: str) -> dict[str, str]:
@@ -203,6 +220,8 @@ def print_summary(summary: dict[str, Any], s: Settings) -> None:
         print(f"  {k:<22} {c.get(k, 0):>6}")
     print(f"  dead letters           {sum(v for k, v in c.items() if k.startswith('dead.')):>6}")
     print(f"  model tokens           {summary.get('tokens', 0):>6}  (${summary.get('cost_usd', 0.0):.4f})")
+    if summary.get("breadth"):
+        print(f"  {breadth_line(summary['breadth'])}")
     print(f"store: {s.db_path}")
     exports = summary.get("exports") or {}
     if "sft" in exports:

@@ -77,7 +77,7 @@ async def summary(request: web.Request) -> web.Response:
         return ok({"store": None, "funnel": None})
     return ok({"store": str(store.path), "funnel": await queries.funnel(store),
                "tasks": await reads.task_counts(store), "trajectories": await reads.trajectory_counts(store),
-               "usage": await reads.usage_spent(store)})
+               "usage": await reads.usage_spent(store), "breadth": await reads.breadth(store)})
 
 
 @routes.get("/api/series")

@@ -23,6 +23,8 @@ function renderFunnel(summary) {
   ], f.stages));
   const u = summary.usage;
   replace("usage", `${fmt(u.calls)} model calls, ${fmt(u.tokens)} tokens, ${usd(u.usd)}`);
+  const b = summary.breadth;
+  replace("breadth", `${fmt(b.datasets)} datasets, ${fmt(b.task_types)} task types, ${fmt(b.domains)} domains`);
 }
 
 function renderSeries(s) {
