@@ -242,11 +242,11 @@ async def gather_status(s: Settings) -> dict[str, Any]:
         "consumers": sorted(consumers, key=lambda c: c["name"]),
         "dead_letters": {k: v for k, v in subjects.items() if k.startswith("gf.dead.")},
     }
-    status["store"] = await _store_status(s)
+    status["store"] = await store_status(s)
     return status
 
 
-async def _store_status(s: Settings) -> dict[str, Any] | None:
+async def store_status(s: Settings) -> dict[str, Any] | None:
     try:
         store = await Store.open(s.db_path, readonly=True)
     except StoreError:

@@ -28,7 +28,7 @@ from gymforge.app import (
     start_budget,
     with_settings,
 )
-from gymforge.commands.bus_cmds import breadth_line
+from gymforge.commands.bus_cmds import breadth_line, store_status
 from gymforge.config import Settings
 from gymforge.daemon import tune_gc
 from gymforge.errors import UserError
@@ -63,24 +63,9 @@ def cmd_run(args: argparse.Namespace, s: Settings) -> int:
                                        until=args.until_trajectories, idle_s=args.idle_seconds,
                                        metrics_port=args.metrics_port))
     summary["exports"] = asyncio.run(write_exports(s, summary["started_at"]))
-    summary["breadth"] = asyncio.run(read_breadth(s))
+    summary["breadth"] = (asyncio.run(store_status(s)) or {}).get("breadth")  # `status`'s read of the store
     print_summary(summary, s)
     return 0
-
-
-async def read_breadth(s: Settings) -> dict[str, int] | None:
-    """Distinct datasets, task types and domains in the store (None when there is no store)."""
-    from store import queries
-    from store.db import Store, StoreError
-
-    try:
-        store = await Store.open(s.db_path, readonly=True)
-    except StoreError:
-        return None
-    try:
-        return await queries.breadth(store)
-    finally:
-        await store.close()
 
 
 async def write_exports(s: Settings, stamp: str) -> dict[str, str]:
