@@ -93,6 +93,16 @@ class HubCatalog:
         path = "/".join(quote(part, safe="") for part in _valid_id(dataset_id).split("/"))
         return await self._get_json(f"{self.endpoint}/api/datasets/{path}", dataset_id, api="hub")
 
+    async def search(self, text: str = "", *, filters: Sequence[str] = (), limit: int = 20) -> list[dict[str, Any]]:
+        """The Hub API's `GET /api/datasets?search=…&filter=…&sort=downloads&limit=…`: the datasets whose id
+        contains `text` and that carry every tag in `filters`, most downloaded first."""
+        params = {"search": text, "sort": "downloads", "direction": "-1", "limit": str(limit)}
+        if filters:
+            params["filter"] = ",".join(filters)
+        answer = await self._get_json(f"{self.endpoint}/api/datasets", text or "*", api="hub search",
+                                      params=params, expect=list)
+        return [item for item in answer if isinstance(item, dict) and item.get("id")]
+
     async def is_valid(self, dataset_id: str) -> dict[str, Any]:
         return await self._viewer("is-valid", dataset_id)
 
@@ -174,7 +184,7 @@ class HubCatalog:
         denied = access_reasons(profile, self.token_present)
         if denied:
             raise DatasetUnavailable("; ".join(denied), dataset_id=dataset_id)
-        default_inputs, default_label = resolve_columns(profile, task_type)
+        default_inputs, default_label = resolve_columns(profile, task_type, label_column)
         inputs, label = list(input_columns) or default_inputs, label_column or default_label
         if not inputs or label is None:
             raise DatasetUnavailable(f"no input/label columns for a {task_type} task", dataset_id=dataset_id)
@@ -230,8 +240,9 @@ class HubCatalog:
         return self._session
 
     async def _get_json(
-        self, url: str, dataset_id: str, *, api: str, params: Mapping[str, str] | None = None
-    ) -> dict[str, Any]:
+        self, url: str, dataset_id: str, *, api: str, params: Mapping[str, str] | None = None,
+        expect: type = dict,
+    ) -> Any:
         """One JSON answer: from the cache while fresh; else asked (revalidated with its ETag), with 429
         (after its Retry-After), 5xx and connection errors retried up to `max_retries` times."""
         headers = self._headers(url)
@@ -250,9 +261,9 @@ class HubCatalog:
                         return cached.body
                     if resp.status == 200:
                         body = await resp.json(content_type=None)
-                        if not isinstance(body, dict):
+                        if not isinstance(body, expect):
                             raise CatalogUnreachable(
-                                f"{api} for {dataset_id}: expected a JSON object, got {type(body).__name__}")
+                                f"{api} for {dataset_id}: expected a JSON {expect.__name__}, got {type(body).__name__}")
                         if self.cache is not None:
                             self.cache.put(key, body, resp.headers.get("ETag"))
                         return body

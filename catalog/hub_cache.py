@@ -21,7 +21,7 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Cached:
-    body: dict[str, Any]
+    body: Any  # a JSON object (most APIs) or array (search)
     etag: str | None
     fetched_at: float
 
@@ -49,7 +49,7 @@ class ResponseCache:
         except (OSError, ValueError, KeyError, TypeError):
             return None  # none yet, or unreadable (a crash mid-write, a hand edit): asked again
 
-    def put(self, key: str, body: dict[str, Any], etag: str | None) -> None:
+    def put(self, key: str, body: Any, etag: str | None) -> None:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")

@@ -11,6 +11,7 @@ import math
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,16 +36,26 @@ CARD_KEYS = (
 )  # fmt: skip
 
 
+_QUIET = threading.Lock()
+_quiet_depth = [0, False]  # catalog work in progress (in any thread); were the bars enabled before it
+
+
 @contextmanager
 def quiet_progress() -> Iterator[None]:
-    """No `datasets` progress bars while catalog work runs (they are noise in agent logs)."""
-    was_enabled = datasets.is_progress_bar_enabled()
-    datasets.disable_progress_bars()
+    """No `datasets` progress bars while catalog work runs (they are noise in agent logs). Counted, so
+    work in one thread ending does not turn the bars back on under work still running in another."""
+    with _QUIET:
+        if _quiet_depth[0] == 0:
+            _quiet_depth[1] = datasets.is_progress_bar_enabled()
+            datasets.disable_progress_bars()
+        _quiet_depth[0] += 1
     try:
         yield
     finally:
-        if was_enabled:
-            datasets.enable_progress_bars()
+        with _QUIET:
+            _quiet_depth[0] -= 1
+            if _quiet_depth[0] == 0 and _quiet_depth[1]:
+                datasets.enable_progress_bars()
 
 
 def json_safe(value: Any) -> Any:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -37,13 +39,77 @@ async def ensure_teacher(s: Settings) -> Any:
 
     if not uses_offline_teacher(s) or await http_answers(teacher_url(s) + "/models"):
         return None
-    server = TeacherServer(port=s.teacher_port, config=TeacherConfig(defect_rate=s.teacher_defect_rate))
+    config = TeacherConfig(defect_rate=s.teacher_defect_rate, knowledge=tuple(mirror_knowledge(s)))
+    server = TeacherServer(port=s.teacher_port, config=config)
     try:
         await server.start()
     except OSError as exc:
         raise UserError(f"cannot start the offline teacher on port {s.teacher_port}: {exc.strerror}; "
                         "set GYMFORGE_TEACHER_PORT") from None
     return server
+
+
+def mirror_dir(s: Settings, directory: Path | None = None) -> Path:
+    return directory or s.hub.mirror_dir or s.data_dir / "hub-mirror"
+
+
+def mirror_knowledge(s: Settings) -> list[dict[str, Any]]:
+    """The offline teacher's knowledge of the Hub: the mirror's datasets, when the mirror is the Hub in use
+    and is built; else none (it proposes from the local catalog)."""
+    from hubmirror.index import MirrorError, is_built, knowledge, load_index
+
+    if not s.hub.uses_mirror or not is_built(mirror_dir(s)):
+        return []
+    try:
+        return knowledge(load_index(mirror_dir(s)))
+    except MirrorError as exc:
+        raise UserError(str(exc)) from None
+
+
+def load_mirror(s: Settings, directory: Path | None = None, *, force: bool = False, progress: bool = False) -> Any:
+    """The offline Hub mirror's index, built first when missing (a minute or so, once per data dir)."""
+    from hubmirror.build import build_mirror
+    from hubmirror.index import MirrorError, is_built, load_index
+
+    root = mirror_dir(s, directory)
+    try:
+        if is_built(root) and not force:
+            return load_index(root)
+        if directory is None:
+            ensure_data_dir(s)
+        if progress:
+            print(f"building the offline Hub mirror in {root} (once) ...", file=sys.stderr)
+        return build_mirror(root, force=force)
+    except MirrorError as exc:
+        raise UserError(str(exc)) from None
+    except OSError as exc:
+        raise UserError(f"cannot build the mirror in {root}: {exc.strerror or exc}") from None
+
+
+async def start_mirror(s: Settings, directory: Path | None = None, *, host: str = "127.0.0.1",
+                       port: int | None = None) -> Any:
+    """The mirror's server, listening (its index must be built: `load_mirror`)."""
+    from hubmirror.index import MirrorError
+    from hubmirror.server import MirrorServer
+
+    port = s.hub.mirror_port if port is None else port
+    try:
+        server = MirrorServer(mirror_dir(s, directory), host=host, port=port)
+        await server.start()
+    except MirrorError as exc:
+        raise UserError(str(exc)) from None
+    except OSError as exc:
+        raise UserError(f"cannot serve the Hub mirror on {host}:{port}: {exc.strerror or exc}; "
+                        "set GYMFORGE_HF_MIRROR_PORT or stop what listens there") from None
+    return server
+
+
+async def ensure_mirror(s: Settings, progress: bool = False) -> Any:
+    """Start the offline Hub mirror in this process when it is the Hub in use and nothing answers there."""
+    if not s.hub.uses_mirror or await http_answers(s.hub.mirror_url() + "/api/datasets?limit=1"):
+        return None
+    await asyncio.to_thread(load_mirror, s, progress=progress)
+    return await start_mirror(s)
 
 
 async def http_answers(url: str, timeout: float = 1.0) -> bool:

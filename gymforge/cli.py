@@ -21,13 +21,14 @@ def _modules() -> list:
         agent_cmds,
         budget_cmd,
         bus_cmds,
+        hub_cmd,
         run_cmd,
         settings_cmd,
         teacher_cmd,
         web_cmd,
     )
 
-    return [run_cmd, agent_cmds, bus_cmds, teacher_cmd, budget_cmd, catalog_cli, sandbox_cli, export_mlgym,
+    return [run_cmd, agent_cmds, bus_cmds, teacher_cmd, hub_cmd, budget_cmd, catalog_cli, sandbox_cli, export_mlgym,
             export_sft, export_traj, export_hf, web_cmd, settings_cmd]
 
 

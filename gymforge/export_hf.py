@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from catalog.settings import HUB
 from gymforge.app import with_settings
 from gymforge.config import Settings
 from gymforge.errors import UserError
@@ -167,10 +168,10 @@ def cmd_export_hf(args: argparse.Namespace, s: Settings) -> int:
               + ("; nothing pushed" if args.push else ""), file=sys.stderr)
         return 1
     if args.push:
-        push(args.out, args.push, token or "", s.hub.endpoint)
+        push(args.out, args.push, token or "", s.hub.endpoint or HUB)
         manifest_path = args.out / "manifest.json"
         write_json(manifest_path, {**json.loads(manifest_path.read_text()), "pushed_to": args.push})
-        print(f"pushed to {args.push} at {s.hub.endpoint}")
+        print(f"pushed to {args.push} at {s.hub.endpoint or HUB}")
     return 0
 
 

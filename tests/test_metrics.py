@@ -23,6 +23,7 @@ from gymforge.app import build_agent
 from gymforge.metrics import MeteredBackend, Metrics, Registry
 from sandbox import get_backend
 from teacher.server import TeacherServer
+from tests.helpers.mirror import mirror_env
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*",?)*\})? (\S+)$')
@@ -219,7 +220,8 @@ async def test_run_serves_metrics_for_every_role(nats_server: EmbeddedNats, data
         "--metrics-port", f"127.0.0.1:{port}", cwd=ROOT, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env={**os.environ, "GYMFORGE_NATS_URL": nats_server.url, "GYMFORGE_DATA_DIR": str(data_dir),
-             "GYMFORGE_TEACHER_PORT": str(free_port()), "GYMFORGE_LOG_LEVEL": "warning"})
+             "GYMFORGE_TEACHER_PORT": str(free_port()), "GYMFORGE_LOG_LEVEL": "warning",
+             **await asyncio.to_thread(mirror_env)})
     try:
         async with aiohttp.ClientSession() as http:
             await until(lambda: _status_is(http, f"{base}/readyz", 200), "run ready", timeout=90, proc=proc)

@@ -22,6 +22,7 @@ from gymforge.app import (
     build_agent,
     connect,
     ensure_data_dir,
+    ensure_mirror,
     ensure_nats,
     ensure_teacher,
     retry_policy,
@@ -34,7 +35,9 @@ from gymforge.daemon import tune_gc
 from gymforge.errors import UserError
 from gymforge.web.listen import listen_arg
 
-DOMAINS = ("computer vision", "natural language processing", "tabular data", "time series", "healthcare")
+# seeded in this order, `--topics` spread over them; the first five cover every task type
+DOMAINS = ("computer vision", "natural language processing", "tabular data", "time series", "healthcare",
+           "economics", "social science", "education")
 STAGES = {"topic.proposed": "topics", "dataset.verified": "datasets", "task.validated": "tasks",
           "solve.requested": "solves", "trajectory.completed": "traj", "trajectory.accepted": "accepted"}
 
@@ -86,8 +89,12 @@ async def run_pipeline(s: Settings, *, topics: int, until: int | None, idle_s: f
                        progress: bool = True, metrics_port: str | None = None) -> dict[str, Any]:
     ensure_data_dir(s)
     server = await ensure_nats(s)
-    teacher = None
+    teacher = mirror = None
     try:
+        mirror = await ensure_mirror(s, progress)
+        if mirror and progress:
+            print(f"offline Hub mirror (a stand-in for the Hugging Face Hub) on {mirror.base_url}: "
+                  f"{len(mirror.index.datasets)} datasets", file=sys.stderr)
         teacher = await ensure_teacher(s)
         if teacher and progress:
             print(f"offline teacher (rule-based stand-in, not a model) on {teacher.base_url}", file=sys.stderr)
@@ -99,6 +106,8 @@ async def run_pipeline(s: Settings, *, topics: int, until: int | None, idle_s: f
     finally:
         if teacher:
             await teacher.stop()
+        if mirror:
+            await mirror.stop()
         if server:
             await server.stop()
 

@@ -6,11 +6,11 @@ import argparse
 import asyncio
 import contextlib
 import json
-import signal
 import sys
 from pathlib import Path
 
-from gymforge.app import with_settings
+from gymforge.app import mirror_knowledge, with_settings
+from gymforge.commands import serve_until_signalled
 from gymforge.config import Settings
 from gymforge.errors import UserError
 
@@ -44,7 +44,8 @@ def cmd_teacher(args: argparse.Namespace, s: Settings) -> int:
                     hang_rate=args.hang_rate, seed=args.seed)
     config = TeacherConfig(defect_rate=s.teacher_defect_rate if args.defect_rate is None else args.defect_rate,
                            solve_format_error_rate=args.solve_format_error_rate,
-                           solve_script=read_script(args.solve_script) if args.solve_script else None)
+                           solve_script=read_script(args.solve_script) if args.solve_script else None,
+                           knowledge=tuple(mirror_knowledge(s)))
     port = s.teacher_port if args.port is None else args.port
 
     async def main() -> None:
@@ -55,13 +56,7 @@ def cmd_teacher(args: argparse.Namespace, s: Settings) -> int:
             raise UserError(f"cannot listen on {args.host}:{port}: {exc.strerror}") from None
         print(f"offline teacher (rule-based stand-in, not a model) on {server.base_url}; Ctrl-C to stop",
               file=sys.stderr)
-        stop = asyncio.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-        try:
-            await stop.wait()
-        finally:
-            await server.stop()
+        await serve_until_signalled(server)
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(main())

@@ -8,6 +8,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.helpers.mirror import mirror_env
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -19,6 +21,8 @@ class Result:
 
 
 async def gymforge(*args: str, url: str, data_dir: Path, timeout: float = 60, env: dict | None = None) -> Result:
+    if args and args[0] == "run":  # `run` serves the offline Hub mirror: the session's, built once
+        env = await asyncio.to_thread(mirror_env, env)
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "gymforge.cli", *args, cwd=ROOT,
         env={**os.environ, "GYMFORGE_NATS_URL": url, "GYMFORGE_DATA_DIR": str(data_dir), **(env or {})},
