@@ -126,7 +126,7 @@ class VerifierAgent(Agent):
 
             h = self.settings.hub
             cache = ResponseCache(self.ctx.data_dir / "cache" / "hub", h.cache_ttl_s)
-            self.hub = HubCatalog(h.endpoint, h.viewer_endpoint, self.hub_token or "", cache=cache,
+            self.hub = HubCatalog(h.api_url(), h.viewer_url(), self.hub_token or "", cache=cache,
                                   max_retries=h.max_retries)
         return self.hub
 
@@ -165,7 +165,7 @@ class VerifierAgent(Agent):
             return None
         inputs, label = cand.input_columns, cand.label_column
         if not inputs or not label:
-            default_inputs, default_label = resolve_columns(profile, task_type)
+            default_inputs, default_label = resolve_columns(profile, task_type, label)
             inputs, label = inputs or default_inputs, label or default_label
         s = self.settings
         problems = check(profile, inputs, label, task_type, min_rows=s.min_rows, max_bytes=s.max_dataset_bytes,
@@ -179,7 +179,7 @@ class VerifierAgent(Agent):
             topic=topic, dataset_id=cand.id, source=cand.source, task_type=task_type,  # type: ignore[arg-type]
             description=profile.description, license=profile.license, features=profile.features,
             input_columns=list(inputs), label_column=label, split_sizes=profile.split_sizes,
-            sample_rows=profile.sample_rows[:3], data=data,
+            sample_rows=profile.sample_rows[:3], data=data, passed_over=list(reasons),
         )
 
     async def materialize(self, cand: DatasetCandidate, profile: DatasetProfile, task_type: str,

@@ -40,7 +40,7 @@ def check(
     access = access_reasons(profile, token_present)
     if access:
         return access
-    default_inputs, default_label = resolve_columns(profile, task_type)
+    default_inputs, default_label = resolve_columns(profile, task_type, label_column)
     inputs = list(candidate_input_columns) or default_inputs
     label = label_column or default_label
     return [
@@ -186,10 +186,11 @@ def time_column_of(profile: DatasetProfile) -> str | None:
     return next((lowered[name] for name in TIME_COLUMN_NAMES if name in lowered), None)
 
 
-def resolve_columns(profile: DatasetProfile, task_type: str) -> tuple[list[str], str | None]:
+def resolve_columns(profile: DatasetProfile, task_type: str, label: str | None = None) -> tuple[list[str], str | None]:
     """Default input columns and label column for a task type: the profile's own when it declares them,
-    else the conventional names (`label`, `target`, `text`, `image`, …), else by column type."""
-    label = _default_label(profile, task_type)
+    else the conventional names (`label`, `target`, `text`, `image`, …), else by column type. A given
+    `label` is kept, and the default inputs are the others."""
+    label = label or _default_label(profile, task_type)
     if (
         profile.input_columns
         and profile.label_column == label

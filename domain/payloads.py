@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from domain.tasks import DataRef, Difficulty, Direction, Payload, TaskBundle, TaskType
 from domain.trajectory import Trajectory
@@ -29,6 +29,14 @@ class TopicRequested(EventPayload):
     domain: str = Field(min_length=1, max_length=200)
     count: int = Field(ge=1, le=10_000)
     difficulty: Difficulty = "medium"
+    topic: str | None = Field(None, min_length=1, max_length=500)  # a given topic (count 1): datasets wanted for it
+    task_type: TaskType | None = None  # the given topic's task type, when known
+
+    @model_validator(mode="after")
+    def _one_given_topic(self) -> TopicRequested:
+        if self.topic is not None and self.count != 1:
+            raise ValueError("a request with a given topic asks for that one topic: count must be 1")
+        return self
 
 
 class DatasetCandidate(Payload):
@@ -65,6 +73,7 @@ class DatasetVerified(EventPayload):
     split_sizes: dict[str, int]
     sample_rows: list[dict[str, Any]] = Field(default_factory=list)
     data: DataRef
+    passed_over: list[str] = Field(default_factory=list)  # why each candidate tried before this one was refused
 
 
 class DatasetRejected(EventPayload):

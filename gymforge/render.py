@@ -20,7 +20,8 @@ def summary(event_type: str, p: dict[str, Any]) -> str:
     if event_type.startswith("dead."):
         return f"{p.get('subject')} — {p.get('reason')}"
     s = {
-        "topic.requested": lambda: f"{p.get('count')} × {p.get('domain')} ({p.get('difficulty')})",
+        "topic.requested": lambda: (f"datasets for {p['topic']!r} ({p.get('domain')})" if p.get("topic")
+                                    else f"{p.get('count')} × {p.get('domain')} ({p.get('difficulty')})"),
         "topic.proposed": lambda: f"{p.get('title')} [{p.get('task_type') or '?'}]",
         "dataset.verified": lambda: f"{p.get('dataset_id')} ({p.get('source')}) for {p.get('topic', {}).get('title')}",
         "dataset.rejected": lambda: f"{p.get('topic', {}).get('title')}: {'; '.join(p.get('reasons', []))}",

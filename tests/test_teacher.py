@@ -46,10 +46,10 @@ def catalog_summary(root: Path) -> list[dict[str, Any]]:
     return ProposerAgent.catalog_summary(SimpleNamespace(catalog=LocalCatalog(root)))  # type: ignore[arg-type]
 
 
-def propose_messages(root: Path, *, domain: str = "tabular data", count: int = 4,
-                     exclude: list[str] | None = None) -> list[dict[str, str]]:
-    prompt = render("propose_topics", domain=domain, count=count, difficulty="medium", catalog=catalog_summary(root),
-                    exclude=exclude or [], task_types=list(TASK_TYPES))
+def propose_messages(root: Path, *, domain: str = "tabular data", count: int = 4, exclude: list[str] | None = None,
+                     topic: str | None = None, difficulty: str = "medium") -> list[dict[str, str]]:
+    prompt = render("propose_topics", domain=domain, count=count, difficulty=difficulty, catalog=catalog_summary(root),
+                    exclude=exclude or [], task_types=list(TASK_TYPES), hints=[], topic=topic, task_type=None)
     return [{"role": "system", "content": render("propose_system")}, {"role": "user", "content": prompt}]
 
 
@@ -82,7 +82,8 @@ def test_propose_answers_the_real_prompt_with_distinct_grounded_topics(catalog_r
     assert len({t.title for t in topics}) == 5
     ids = {d["id"]: d for d in catalog_summary(catalog_root)}
     for t in topics:
-        (candidate,) = t.candidate_datasets
+        candidate = t.candidate_datasets[0]  # iris and diabetes differ in task type: no second candidate
+        assert len(t.candidate_datasets) == 1
         assert candidate.id in ids and t.task_type == ids[candidate.id]["task_type"]
     assert answer("propose_topics", propose_messages(catalog_root, count=5), TeacherConfig()) == text
 
@@ -110,6 +111,57 @@ def test_propose_keeps_to_the_domains_task_types(catalog_root: Path) -> None:
 ])
 def test_domain_keywords_match_whole_word_starts(domain: str, types: tuple[str, ...]) -> None:
     assert domain_types(domain) == types
+
+
+def knowledge() -> tuple[dict[str, Any], ...]:
+    """What a teacher "knows" of the Hub, in the shape the mirror's index gives it (hubmirror.index.knowledge)."""
+    rows = []
+    for domain, task_type, names in [
+        ("health", "tabular_classification", ["heart", "diabetes_pima", "stroke", "hepatitis"]),
+        ("health", "tabular_regression", ["hospital_costs", "insurance"]),
+        ("economics", "tabular_regression", ["wages", "house_prices", "car_prices"]),
+        ("time series", "time_series_forecasting", ["airpassengers", "nile", "lynx", "sunspots_monthly"]),
+        ("vision", "image_classification", ["digits_8x8"]),
+    ]:
+        rows += [{"id": f"acme/{n}", "source": "hub", "task_type": task_type, "label_column": "y",
+                  "input_columns": ["a", "b"], "domain": domain, "pretty_name": n.replace("_", " "),
+                  "description": f"The {n.replace('_', ' ')} data.", "num_rows": 500 + 1000 * i}
+                 for i, n in enumerate(names)]
+    return tuple(rows)
+
+
+def test_propose_samples_its_knowledge_by_domain_every_dataset_before_any_twice(catalog_root: Path) -> None:
+    config = TeacherConfig(knowledge=knowledge())
+    health = {d["id"] for d in knowledge() if d["domain"] == "health"}
+    proposed: list[TopicProposed] = []
+    for _ in range(3):  # three requests in the domain, each excluding what the ones before proposed
+        messages = propose_messages(catalog_root, domain="healthcare", count=2, exclude=[t.title for t in proposed])
+        proposed += parse_topics(answer("propose_topics", messages, config))
+    firsts = [t.candidate_datasets[0].id for t in proposed]
+    assert set(firsts) <= health and len(set(firsts)) == 6  # six distinct health datasets, none of another domain
+    for t in proposed:  # a second candidate of the same task type, should the first fail verification
+        first, second = t.candidate_datasets
+        types = {d["id"]: d["task_type"] for d in knowledge()}
+        assert first.source == second.source == "hub" and types[first.id] == types[second.id] == t.task_type
+    # the built-ins the prompt shows are not proposed by a teacher that knows the Hub
+    assert not {c.id for t in proposed for c in t.candidate_datasets} & set(CATALOG_NAMES)
+    # the difficulty steers the choice: easy topics go to small datasets (<= 2,000 rows) first, hard to large
+    def first_pick(difficulty: str) -> str:
+        messages = propose_messages(catalog_root, domain="economics", count=1, difficulty=difficulty)
+        return parse_topics(answer("propose_topics", messages, config))[0].candidate_datasets[0].id
+
+    assert first_pick("easy") in {"acme/wages", "acme/house_prices"}  # 500 and 1,500 rows
+    assert first_pick("hard") == "acme/car_prices"  # 2,500 rows
+    forecasts = parse_topics(answer("propose_topics", propose_messages(catalog_root, domain="time series", count=4),
+                                    config))
+    assert {t.task_type for t in forecasts} == {"time_series_forecasting"}
+
+
+def test_a_given_topic_gets_the_best_matching_datasets_as_candidates(catalog_root: Path) -> None:
+    messages = propose_messages(catalog_root, domain="general", count=1, topic="Predict hospital costs of patients")
+    (topic,) = parse_topics(answer("propose_topics", messages, TeacherConfig(knowledge=knowledge())))
+    assert topic.title == "Predict hospital costs of patients"
+    assert topic.candidate_datasets[0].id == "acme/hospital_costs" and len(topic.candidate_datasets) == 3
 
 
 def test_unknown_purpose_and_missing_context_are_policy_errors(catalog_root: Path) -> None:

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from agents.sink import REPLAY_HEADER
 from bus import Bus, EmbeddedNats, NatsUnavailable, Poison, make_envelope
 from bus.connection import MSG_ID_HEADER
-from domain.payloads import TopicProposed, TopicRequested
+from domain.payloads import TopicRequested
 from gymforge.app import connect, ensure_data_dir, with_settings
 from gymforge.config import Settings
 from gymforge.errors import UserError
@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("inject", help="publish a topic or a seed request")
     isub = p.add_subparsers(dest="what", required=True)
-    t = isub.add_parser("topic", help='inject one topic: inject topic "TEXT" [--domain D]')
+    t = isub.add_parser("topic", help='inject one topic (the proposer finds its datasets): inject topic "TEXT" [--domain D]')
     t.add_argument("text")
     t.add_argument("--domain", default="general")
     t.add_argument("--task-type", default=None)
@@ -120,10 +120,10 @@ async def _publish(s: Settings, event_type: str, payload: Any) -> str:
 
 def cmd_inject_topic(args: argparse.Namespace, s: Settings) -> int:
     try:
-        payload = TopicProposed(title=args.text.strip(), domain=args.domain, task_type=args.task_type)
+        payload = TopicRequested(topic=args.text.strip(), count=1, domain=args.domain, task_type=args.task_type)
     except ValidationError as exc:
         raise UserError(f"bad topic: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}") from None
-    print(asyncio.run(_publish(s, "topic.proposed", payload)))
+    print(asyncio.run(_publish(s, "topic.requested", payload)))
     return 0
 
 
