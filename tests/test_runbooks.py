@@ -277,7 +277,7 @@ def passed(runs: dict[str, Run], name: str) -> Run:
 
 def test_one_machine_daemons_watch_and_stop(page_runs: dict[str, Run]) -> None:
     run = passed(page_runs, "one-machine.md")
-    assert re.search(r"gf\.topic\.requested\s+1", run.out), run.explain()
+    assert re.search(r"gf\.topic\.requested\s+2", run.out), run.explain()  # a seed and a given topic
     assert "gymforge_events_handled_total" in run.out, run.explain()
     assert '"funnel": {' in run.out, run.explain()  # the dashboard's /api/summary, read from the store
     assert "sink: metrics on" in run.out, run.explain()
@@ -287,7 +287,7 @@ def test_three_node_cluster_carries_the_stream(page_runs: dict[str, Run]) -> Non
     run = passed(page_runs, "several-machines.md")
     assert all(f" gf-nats-{i}" in run.out for i in (1, 2, 3)), run.explain()
     # published through node 1, read through node 3
-    assert re.search(r"gf\.topic\.proposed\s+1", run.out), run.explain()
+    assert re.search(r"gf\.topic\.requested\s+1", run.out), run.explain()
     where = re.search(r"GYMFORGE: 1 messages, replicas (\d+), on gf-nats-\d", run.out)
     assert where, run.explain()
     # the page says plainly that gymforge keeps one replica: if that changes, so must the page
@@ -322,7 +322,7 @@ def test_backup_and_restore_of_store_and_stream(page_runs: dict[str, Run]) -> No
     run = passed(page_runs, "backup-restore.md")
     assert re.search(r"^ok \d+ events$", run.out, re.M), run.explain()  # the store backup's integrity check
     assert re.search(r"files in the stream backup: [1-9]", run.out), run.explain()
-    topics = re.findall(r"gf\.topic\.proposed\s+(\d+)", run.out)
+    topics = re.findall(r"gf\.topic\.requested\s+(\d+)", run.out)
     assert topics and topics[-1] == "2", run.explain()  # the restore took the stream back to the backup
     stream = re.findall(r"^stream: (\d+) events", run.out, re.M)
     store = re.findall(r"^(\d+) events in the store$", run.out, re.M)

@@ -1,8 +1,10 @@
 """The offline Hub mirror, built once per test session (a minute and a half) for the tests that run
-`gymforge run` on embedded defaults: each run then serves it on its own free port, as `run` does."""
+`gymforge run` on embedded defaults: each run then serves it on its own free port, as `run` does.
+GYMFORGE_TEST_MIRROR names a mirror already built to use instead (local runs; CI builds its own)."""
 
 from __future__ import annotations
 
+import os
 import tempfile
 import threading
 from pathlib import Path
@@ -18,8 +20,9 @@ def session_mirror() -> Path:
 
     with _LOCK:
         if not _ROOT:
-            root = Path(tempfile.mkdtemp(prefix="gf-test-mirror-")) / "hub-mirror"
-            build_mirror(root)
+            given = os.environ.get("GYMFORGE_TEST_MIRROR")
+            root = Path(given) if given else Path(tempfile.mkdtemp(prefix="gf-test-mirror-")) / "hub-mirror"
+            build_mirror(root)  # a mirror already built is only read
             _ROOT.append(root)
         return _ROOT[0]
 
