@@ -30,6 +30,7 @@ class Limits:
     output_bytes: int = 64 * 1024  # stdout and stderr each: head + tail with a marker between
     network: bool = False
     disk_bytes: int = 8 * 1024**3  # what the workspace, /tmp and writable mounts may hold together
+    gpus: str | None = None  # None: no GPU; "all" or device indices "0,1" (sandbox/gpu.py)
 
 
 DEFAULT_LIMITS = Limits()
