@@ -35,7 +35,8 @@ def _backend(args: argparse.Namespace) -> sandbox.Backend:
     """--backend, else the `sandbox` setting; the process backend only with sandbox_allow_process."""
     s: SandboxSettings = args.settings.sandbox
     try:
-        return sandbox.get_backend(args.backend or s.backend, allow_process=s.allow_process, image=s.image)
+        return sandbox.get_backend(args.backend or s.backend, allow_process=s.allow_process, image=s.image,
+                                   gpu_lib_dirs=s.gpu_lib_dirs)
     except sandbox.SandboxUnavailable as e:
         raise UserError(str(e)) from None
 
@@ -121,6 +122,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             print(f"  {'contained' if p.contained else 'ESCAPED  '}  {p.name:<{width}}  {p.detail}")
         for limit, how in report.enforcement.items():
             print(f"  enforced   {limit}: {how}")
+        print(f"  gpus       {report.gpus.describe()}")
         print("all contained" if report.ok else "NOT all contained: do not run untrusted code with this backend")
     return 0 if report.ok else 1
 

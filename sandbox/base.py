@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, TypeVar, runtime_checkable
 
+from .limits import thread_env
+
 TIMEOUT_EXIT_CODE = 124  # what a timed-out exec reports, whichever backend killed it
 
 
@@ -28,6 +30,7 @@ class Limits:
     output_bytes: int = 64 * 1024  # stdout and stderr each: head + tail with a marker between
     network: bool = False
     disk_bytes: int = 8 * 1024**3  # what the workspace, /tmp and writable mounts may hold together
+    gpus: str | None = None  # None: no GPU; "all" or device indices "0,1" (sandbox/gpu.py)
 
 
 DEFAULT_LIMITS = Limits()
@@ -135,8 +138,8 @@ HOST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def base_env(limits: Limits, workdir: str, tmpdir: str = "/tmp", runtime_bin: str | None = None) -> dict[str, str]:
-    """The scrubbed environment: nothing from the host leaks in, the task runtime's bin first on PATH."""
-    threads = str(max(1, int(limits.cpus)))
+    """The scrubbed environment: nothing from the host leaks in, the task runtime's bin first on PATH,
+    thread pools sized to the CPU limit."""
     path = f"{runtime_bin}:{HOST_PATH}" if runtime_bin else HOST_PATH
     return {
         "PATH": path,
@@ -147,12 +150,9 @@ def base_env(limits: Limits, workdir: str, tmpdir: str = "/tmp", runtime_bin: st
         "PYTHONDONTWRITEBYTECODE": "1",
         "TMPDIR": tmpdir,
         "MPLBACKEND": "Agg",
-        "OMP_NUM_THREADS": threads,
-        "OPENBLAS_NUM_THREADS": threads,
-        "MKL_NUM_THREADS": threads,
-        "NUMEXPR_NUM_THREADS": threads,
         "HF_HUB_OFFLINE": "1",
         "HF_DATASETS_OFFLINE": "1",
+        **thread_env(limits),
     }
 
 

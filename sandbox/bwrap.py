@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .base import DEFAULT_LIMITS, Limits, Mount, SandboxUnavailable, resolve_workspace, started
+from .gpu import GpuHost, driver_lib_path, gpu_binds, gpu_env
 from .local import LocalSession, check_mounts
 from .seccomp import filter_for
 
@@ -75,7 +76,10 @@ class BwrapSession(LocalSession):
     workdir = WORKDIR
 
     def __init__(self, backend: BwrapBackend, workspace: Path, limits: Limits, mounts: Sequence[Mount]) -> None:
+        # first: a GPU that is asked for and missing fails before anything is made
+        self.gpu_args = gpu_binds(limits.gpus, backend.gpu_host, SYSTEM_DIRS)
         super().__init__(workspace, limits, mounts, runtime_bin=str(Path(sys.prefix) / "bin"))
+        self.extra_env = gpu_env(limits.gpus, renumbered=True) | driver_lib_path(limits.gpus, backend.gpu_host)
         self.bwrap = backend.bwrap
         self.prefix_args = backend.prefix_args
         self._etc_args = self._write_etc()
@@ -113,6 +117,7 @@ class BwrapSession(LocalSession):
             # the private /tmp first: the runtime binds after it, so a venv that lives under /tmp stays visible
             "--bind", str(self.private / "tmp"), "/tmp",
             *self.prefix_args, *self._etc_args,
+            *self.gpu_args,  # device nodes over --dev's /dev, the driver's /proc and libraries: none by default
             "--bind", str(self.workspace), WORKDIR,
             *mount_args([*self.mounts, *mounts]),
             "--remount-ro", "/", "--chdir", WORKDIR, "--", *argv,
@@ -122,11 +127,12 @@ class BwrapSession(LocalSession):
 class BwrapBackend:
     name = "bwrap"
 
-    def __init__(self, bwrap: str | None = None) -> None:
+    def __init__(self, bwrap: str | None = None, gpu_host: GpuHost | None = None) -> None:
         found = bwrap or shutil.which("bwrap")
         if not found:
             raise SandboxUnavailable("bwrap not found: apt-get install bubblewrap (or set GYMFORGE_SANDBOX=docker)")
         self.bwrap = found
+        self.gpu_host = gpu_host or GpuHost()
         self.prefix_args = system_args()
         for p in runtime_prefixes():
             self.prefix_args += ["--ro-bind", str(p), str(p)]

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .base import Backend, ExecResult, Limits, Session
+from .gpu import HostGpus, host_gpus
 
 CHECK_LIMITS = Limits(wall_time_s=20.0, memory_bytes=256 * 1024**2, cpus=1.0, pids=64, output_bytes=16 * 1024,
                       disk_bytes=64 * 1024**2)
@@ -34,6 +35,7 @@ class Report:
     backend: str
     probes: list[Probe] = field(default_factory=list)
     enforcement: dict[str, str] = field(default_factory=dict)
+    gpus: HostGpus = field(default_factory=lambda: HostGpus(0, "not looked for", ()))
 
     @property
     def ok(self) -> bool:
@@ -41,7 +43,7 @@ class Report:
 
     def to_json(self) -> dict[str, Any]:
         return {"backend": self.backend, "ok": self.ok, "probes": [asdict(p) for p in self.probes],
-                "enforcement": self.enforcement}
+                "enforcement": self.enforcement, "gpus": asdict(self.gpus)}
 
 
 @dataclass
@@ -263,7 +265,7 @@ ProbeFn = Callable[[Session, Host], Awaitable[Probe]]
 
 
 async def run_checks(backend: Backend, limits: Limits = CHECK_LIMITS) -> Report:
-    report = Report(backend.name)
+    report = Report(backend.name, gpus=await asyncio.to_thread(host_gpus))
     async with host_fixtures() as host:
         session = await backend.open(host.workspace, limits)
         async with session:

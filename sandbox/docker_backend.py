@@ -35,6 +35,7 @@ from .base import (
     write_beneath,
 )
 from .disk import DiskQuota
+from .gpu import device_requests, gpu_env
 from .image import DEFAULT_IMAGE
 from .limits import own_cgroup_paths
 from .local import check_mounts
@@ -143,7 +144,8 @@ class DockerSession:
         self.limits = limits
         self.mounts = tuple(mounts)
         self.container: Any = None
-        self.env = base_env(limits, WORKDIR, "/tmp", RUNTIME_BIN)
+        # the engine's device request exposes only the chosen GPUs, numbered from 0 in the container
+        self.env = base_env(limits, WORKDIR, "/tmp", RUNTIME_BIN) | gpu_env(limits.gpus, renumbered=True)
         self._lock = asyncio.Lock()  # one exec at a time in the session container (see WRAPPER)
         self.cgroup_parent: str | None = None
         self._sides: set[Any] = set()  # the side containers of running execs with extra mounts
@@ -161,6 +163,9 @@ class DockerSession:
         )
         if self.cgroup_parent:
             kwargs["cgroup_parent"] = self.cgroup_parent
+        gpus = device_requests(lim.gpus)
+        if gpus:
+            kwargs["device_requests"] = gpus
         return kwargs
 
     async def start(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import re
 import resource
@@ -14,14 +15,31 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .base import Limits
+if TYPE_CHECKING:  # base.py imports thread_env from here: no import of base at run time
+    from .base import Limits
 
 log = logging.getLogger(__name__)
 
 CONTROLLERS = ("memory", "pids", "cpu")
 PREFIX = "gymforge-"
 CFS_PERIOD_US = 100_000
+# the thread-pool sizes numerical libraries read (OpenMP, MKL, OpenBLAS, numexpr, Accelerate); the last is
+# PyTorch's by convention (torch reads OMP_NUM_THREADS itself): harmless where nothing reads it
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
+               "VECLIB_MAXIMUM_THREADS", "TORCH_NUM_THREADS")
+
+
+def thread_cap(limits: Limits) -> int:
+    """A session's thread-pool size: its CPU limit rounded up, at least 1 (0.5 CPU -> 1, 2 -> 2, 2.5 -> 3)."""
+    return max(1, math.ceil(limits.cpus))
+
+
+def thread_env(limits: Limits) -> dict[str, str]:
+    """Every thread-count variable set to the session's CPU limit, so that concurrent episodes running
+    BLAS, OpenMP or PyTorch code do not each start a thread per host core and thrash."""
+    return dict.fromkeys(THREAD_VARS, str(thread_cap(limits)))
 
 
 def _mountpoints() -> dict[str, tuple[Path, str]]:

@@ -28,6 +28,7 @@ class LocalSession:
         self.limits = limits
         self.mounts = tuple(mounts)
         self.runtime_bin = runtime_bin
+        self.extra_env: dict[str, str] = {}  # a backend's own variables (e.g. its GPUs'), under the caller's
         self.cgroups = Cgroups()
         self.private = Path(tempfile.mkdtemp(prefix="gf-sandbox-"))
         self.launcher: Launcher | None = None
@@ -67,7 +68,8 @@ class LocalSession:
     ) -> ExecResult:
         if self._closed:
             raise RuntimeError("session is closed")
-        full_env = merge_env(base_env(self.limits, self.workdir, self.tmpdir, self.runtime_bin), env)
+        base = base_env(self.limits, self.workdir, self.tmpdir, self.runtime_bin) | self.extra_env
+        full_env = merge_env(base, env)
         argv = self.wrap(to_argv(command), mounts)
         launcher = await self._launcher()
         writable = [self.workspace, self.private, *(Path(m.host) for m in (*self.mounts, *mounts) if not m.read_only)]

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .base import DEFAULT_LIMITS, Limits, Mount, SandboxUnavailable, resolve_workspace, started
+from .gpu import GpuHost, driver_lib_path, gpu_env
 from .local import LocalSession
 
 log = logging.getLogger(__name__)
@@ -17,10 +18,12 @@ ALLOW_ENV = "GYMFORGE_SANDBOX_ALLOW_PROCESS"
 
 
 class ProcessSession(LocalSession):
-    def __init__(self, workspace: Path, limits: Limits) -> None:
+    def __init__(self, workspace: Path, limits: Limits, gpu_host: GpuHost | None = None) -> None:
         super().__init__(workspace, limits, (), runtime_bin=str(Path(sys.prefix) / "bin"))
         self.workdir = str(workspace)
         self.tmpdir = str(self.private)
+        # no isolation: the host's GPUs are all reachable; the variables say which ones to use
+        self.extra_env = gpu_env(limits.gpus, renumbered=False) | driver_lib_path(limits.gpus, gpu_host)
 
     def wrap(self, argv: list[str], mounts: Sequence[Mount]) -> list[str]:
         if mounts:
@@ -37,15 +40,16 @@ _NO_MOUNTS = "the process backend cannot mount paths into a sandbox: use GYMFORG
 class ProcessBackend:
     name = "process"
 
-    def __init__(self, allow: bool = False) -> None:
+    def __init__(self, allow: bool = False, gpu_host: GpuHost | None = None) -> None:
         if not allow:
             raise SandboxUnavailable(
                 f"the process backend has no isolation and is off: set {ALLOW_ENV}=1 to use it anyway")
+        self.gpu_host = gpu_host or GpuHost()
 
     async def open(self, workspace: Path, limits: Limits = DEFAULT_LIMITS, mounts: Sequence[Mount] = ()) -> ProcessSession:
         if mounts:
             raise SandboxUnavailable(_NO_MOUNTS)
         workspace = resolve_workspace(workspace)
         log.warning("sandbox backend 'process': task code runs WITHOUT isolation in %s", workspace)
-        session = ProcessSession(workspace, limits)
+        session = ProcessSession(workspace, limits, self.gpu_host)
         return await started(session)

@@ -12,6 +12,7 @@ import pytest
 from gymforge import config
 from gymforge.errors import UserError
 from gymforge.sandbox_cli import parse_size, register
+from sandbox.gpu import host_gpus
 
 pytestmark = pytest.mark.skipif(not shutil.which("bwrap"), reason="bwrap not installed: apt-get install bubblewrap")
 
@@ -77,6 +78,8 @@ def test_check_reports_everything_contained(capsys: pytest.CaptureFixture[str]) 
     for word in ("loopback", "DNS", "write outside", "planted", "env", "memory", "fork", "timeout", "stdout"):
         assert word in names
     assert set(report["enforcement"]) == {"memory", "pids", "cpu"}
+    seen = host_gpus()  # none on these machines: no nvidia-smi, no /dev/nvidia[0-9]*
+    assert report["gpus"] == {"count": seen.count, "source": seen.source, "devices": list(seen.devices)}
 
 
 def test_check_flags_a_backend_without_isolation(capsys: pytest.CaptureFixture[str],
@@ -86,6 +89,7 @@ def test_check_flags_a_backend_without_isolation(capsys: pytest.CaptureFixture[s
     out = capsys.readouterr().out
     assert "ESCAPED" in out and "NOT all contained" in out
     assert "contained  env: host variables scrubbed" in out
+    assert f"\n  gpus       {host_gpus().describe()}\n" in out
 
 
 def test_parse_size() -> None:
