@@ -49,9 +49,9 @@ def graded_id(task_id: str) -> str:
 
 
 class FilterSettings(RoleSettings):
-    mode: Mode = Field(DEFAULT_MODE, description="beat: the final submission beats the baseline; match: it is at "
-                       "least as good; any: it was scored, whatever its score; valid: the paper's rule, any "
-                       "validate or submit of the episode was scored (even if the final submission was not)")
+    mode: Mode = Field(DEFAULT_MODE, description="beat: the final submission beats the baseline; match: it "
+                       "is at least as good; any: it was scored, whatever its score; valid: the paper's rule, "
+                       "any validate or submit of the episode was scored (even if the final submission was not)")
     max_tokens: int = Field(DEFAULT_MAX_TOKENS, ge=1, description="the longest trajectory kept, in tokens")
 
 

@@ -27,7 +27,7 @@ from agents.filter_rules import (
 from agents.runtime import AgentContext, AgentRunner, Emit, Supervisor
 from bus import Bus, BusSettings, EmbeddedNats, Envelope, make_envelope, subject_for
 from bus.codec import validate_payload
-from domain.payloads import PAYLOADS, TrajectoryCompleted
+from domain.payloads import PAYLOADS, TaskGraded, TrajectoryAccepted, TrajectoryCompleted, TrajectoryRejected
 from domain.tokens import conversation_tokens
 from domain.trajectory import Trajectory
 from gymforge import config
@@ -165,8 +165,8 @@ def episode(steps: list[tuple[str, str, str, float | None]], *, score: float | N
     return TrajectoryCompleted(
         task_id="reg-v", attempt=0, attempts_total=1, exit_status=exit_status, submitted=score is not None,
         score=score, baseline_score=1.0, metric="rmse", direction="minimize",
-        validate_scores=traj.info.validate_scores, tokens=traj.info.context_tokens, steps=len(traj.trajectory),
-        trajectory=traj)
+        validate_scores=traj.info.validate_scores, tokens=traj.info.context_tokens,
+        steps=len(traj.trajectory), trajectory=traj)
 
 
 TRAIN = ("Train a first model.", "python train.py", "(no output)", None)
@@ -190,12 +190,13 @@ def test_valid_keeps_an_earlier_validate_score_when_the_final_submit_failed() ->
 
 
 def test_valid_judges_the_final_submission_first_then_the_last_validate() -> None:
-    both = episode([TRAIN, ("Check.", "validate", scored_text(0.8), 0.8), ("Submit.", "submit", scored_text(1.3),
-                                                                          1.3)], score=1.3, exit_status="submitted")
+    both = episode([TRAIN, ("Check.", "validate", scored_text(0.8), 0.8),
+                    ("Submit.", "submit", scored_text(1.3), 1.3)], score=1.3, exit_status="submitted")
     assert verdict(both, "valid").score == 1.3 and verdict(both, "valid").reasons == []
     assert verdict(both, "beat").reasons == ["score 1.3 does not beat the baseline 1 (rmse, minimize)"]
     two = episode([("Check.", "validate", scored_text(0.8), 0.8), ("Again.", "validate", UNSCORED, None),
-                   ("Check again.", "validate", scored_text(0.9), 0.9), ("Submit.", "submit", UNSCORED, None)])
+                   ("Check again.", "validate", scored_text(0.9), 0.9),
+                   ("Submit.", "submit", UNSCORED, None)])
     assert two.validate_scores == [0.8, None, 0.9] and verdict(two, "valid").score == 0.9
 
 
@@ -216,14 +217,17 @@ async def test_valid_mode_accepts_and_grades_with_the_validate_score(bus: Bus, d
     out = await handled(agent, envelope(episode(FAILED_FINAL_SUBMIT)))
     assert [e.type for e in out] == ["trajectory.accepted", "task.graded"]
     accepted, graded = out[0].payload, out[1].payload
-    assert accepted.score == 1.2 and accepted.gain == pytest.approx(-0.2)  # type: ignore[attr-defined]
-    assert (graded.solve_rate, graded.best_score, graded.accepted) == (1.0, 1.2, 1)  # type: ignore[attr-defined]
+    assert isinstance(accepted, TrajectoryAccepted) and isinstance(graded, TaskGraded)
+    assert accepted.score == 1.2 and accepted.gain == pytest.approx(-0.2)  # worse than the baseline: still kept
+    assert (graded.solve_rate, graded.best_score, graded.accepted) == (1.0, 1.2, 1)
     beat = FilterAgent(AgentContext(bus=bus, data_dir=data_dir), FilterAgent.Settings(mode="beat"))
     c = episode(FAILED_FINAL_SUBMIT).model_copy(update={"task_id": "reg-v2"})
     await beat.start()
-    rejected, graded = await handled(beat, envelope(c))
-    assert rejected.type == "trajectory.rejected" and graded.payload.solve_rate == 0.0  # type: ignore[attr-defined]
-    assert rejected.payload.reasons[0].startswith("no valid submission (exit status exit_cost; a validate")  # type: ignore[attr-defined]
+    [rejected, regraded] = [e.payload for e in await handled(beat, envelope(c))]
+    assert isinstance(rejected, TrajectoryRejected) and isinstance(regraded, TaskGraded)
+    assert regraded.solve_rate == 0.0 and regraded.best_score is None
+    assert rejected.reasons == ["no valid submission (exit status exit_cost; a validate scored 1.2, but beat "
+                                "judges the final submission)"]
 
 
 def test_token_limit_rejects_but_does_not_unsolve() -> None:
