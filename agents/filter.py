@@ -49,8 +49,9 @@ def graded_id(task_id: str) -> str:
 
 
 class FilterSettings(RoleSettings):
-    mode: Mode = Field(DEFAULT_MODE, description="beat: better than the baseline; match: at least as good; "
-                       "any: any valid submission")
+    mode: Mode = Field(DEFAULT_MODE, description="beat: the final submission beats the baseline; match: it "
+                       "is at least as good; any: it was scored, whatever its score; valid: the paper's rule, "
+                       "any validate or submit of the episode was scored (even if the final submission was not)")
     max_tokens: int = Field(DEFAULT_MAX_TOKENS, ge=1, description="the longest trajectory kept, in tokens")
 
 
@@ -79,19 +80,19 @@ class FilterAgent(Agent):
             reasons.append(dup)
         state = await self.update_state(c, v, accepted=not reasons)
         log.info("trajectory judged", task_id=c.task_id, attempt=c.attempt, accepted=not reasons, reasons=reasons)
-        emits = [self.verdict_emit(c, event.id, reasons)]
+        emits = [self.verdict_emit(c, v, event.id, reasons)]
         if (graded := grade(state)) is not None:
             emits.append(Emit(graded, event_id=graded_id(c.task_id)))
         return emits
 
-    def verdict_emit(self, c: TrajectoryCompleted, event_id: str, reasons: list[str]) -> Emit:
+    def verdict_emit(self, c: TrajectoryCompleted, v: Verdict, event_id: str, reasons: list[str]) -> Emit:
         if reasons:
             return Emit(TrajectoryRejected(
                 task_id=c.task_id, attempt=c.attempt, trajectory_event_id=event_id, reasons=reasons))
-        assert c.score is not None
+        assert v.score is not None  # solved: the mode judged a score
         return Emit(TrajectoryAccepted(
-            task_id=c.task_id, attempt=c.attempt, trajectory_event_id=event_id, score=c.score,
-            gain=gain(c.score, c.baseline_score, c.direction), tokens=c.tokens))
+            task_id=c.task_id, attempt=c.attempt, trajectory_event_id=event_id, score=v.score,
+            gain=gain(v.score, c.baseline_score, c.direction), tokens=c.tokens))
 
     async def claim(self, c: TrajectoryCompleted, event_id: str) -> str | None:
         """Claim the action sequence for this trajectory; the duplicate reason when another one holds it."""

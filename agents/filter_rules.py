@@ -1,9 +1,13 @@
 """The filter's pure rules: a trajectory's verdict, its action signature, and the per-task grading state.
 
 No I/O here; agents/filter.py adds the cross-replica parts (duplicate claims, the shared task state).
-Modes: "beat" needs a score strictly better than the baseline in the metric's direction, "match" one
-no worse, "any" only a valid (scored) submission. "solved" is that score rule alone; an accepted
-trajectory is solved, under the token limit and not a duplicate.
+Modes: "beat", "match" and "any" judge the FINAL submission (the `submit` that ended the episode, or the
+autosubmit of submission.csv when a limit ended it): "beat" needs its score strictly better than the
+baseline in the metric's direction, "match" no worse, "any" only that it was scored. "valid" is the
+paper's rule (Cai & Behl 2026, "at least one valid submission"): any validate or submit of the episode
+produced a score, even when the final submission did not; its score is the final submission's when
+scored, else the last validate's. "solved" is the mode's score rule alone; an accepted trajectory is
+solved, under the token limit and not a duplicate.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from typing import Any
 from domain.payloads import TaskGraded, TrajectoryCompleted
 from domain.trajectory import Trajectory
 
-MODES = ("beat", "match", "any")
+MODES = ("beat", "match", "any", "valid")
 DEFAULT_MODE = "beat"
 DEFAULT_MAX_TOKENS = 48_000
 KEY_UNSAFE = re.compile(r"[^-_=a-zA-Z0-9]")
@@ -29,6 +33,7 @@ KEY_UNSAFE = re.compile(r"[^-_=a-zA-Z0-9]")
 class Verdict:
     solved: bool
     reasons: list[str]  # empty = accepted (before the duplicate check)
+    score: float | None  # the score the mode judged (judged_score), None when there is none
 
 
 def gain(score: float, baseline: float, direction: str) -> float:
@@ -36,25 +41,52 @@ def gain(score: float, baseline: float, direction: str) -> float:
     return score - baseline if direction == "maximize" else baseline - score
 
 
+def _finite(score: float | None) -> bool:
+    return score is not None and math.isfinite(score)
+
+
 def valid_submission(c: TrajectoryCompleted) -> bool:
-    return c.submitted and c.score is not None and math.isfinite(c.score)
+    """The final submission was scored."""
+    return c.submitted and _finite(c.score)
+
+
+def validate_scores(c: TrajectoryCompleted) -> list[float]:
+    """The scores of the episode's validates that produced one, in order."""
+    return [s for s in c.validate_scores if s is not None and math.isfinite(s)]
+
+
+def judged_score(c: TrajectoryCompleted, mode: str) -> float | None:
+    """The score `mode` judges: the final submission's; under "valid", else the last validate's."""
+    if valid_submission(c):
+        return c.score
+    scores = validate_scores(c) if mode == "valid" else []
+    return scores[-1] if scores else None
 
 
 def meets_mode(score: float, baseline: float, direction: str, mode: str) -> bool:
     delta = gain(score, baseline, direction)
-    return {"beat": delta > 0, "match": delta >= 0, "any": True}[mode]
+    return {"beat": delta > 0, "match": delta >= 0, "any": True, "valid": True}[mode]
+
+
+def no_score_reason(c: TrajectoryCompleted, mode: str) -> str:
+    """Why there is nothing for `mode` to judge."""
+    why = f"exit status {c.exit_status}" if not c.submitted else "the submission was not scored"
+    if mode == "valid":
+        return f"no valid score: no validate or submit produced one ({why})"
+    if scores := validate_scores(c):
+        why += f"; a validate scored {scores[-1]:.6g}, but {mode} judges the final submission"
+    return f"no valid submission ({why})"
 
 
 def score_reason(c: TrajectoryCompleted, mode: str) -> str | None:
-    """Why the submission fails the mode's score rule, or None when it passes."""
-    if not valid_submission(c):
-        why = f"exit status {c.exit_status}" if not c.submitted else "the submission was not scored"
-        return f"no valid submission ({why})"
-    assert c.score is not None
-    if meets_mode(c.score, c.baseline_score, c.direction, mode):
+    """Why the trajectory fails the mode's score rule, or None when it passes."""
+    score = judged_score(c, mode)
+    if score is None:
+        return no_score_reason(c, mode)
+    if meets_mode(score, c.baseline_score, c.direction, mode):
         return None
     rule = "does not beat" if mode == "beat" else "is worse than"
-    return f"score {c.score:.6g} {rule} the baseline {c.baseline_score:.6g} ({c.metric}, {c.direction})"
+    return f"score {score:.6g} {rule} the baseline {c.baseline_score:.6g} ({c.metric}, {c.direction})"
 
 
 def tokens_reason(tokens: int, limit: int) -> str | None:
@@ -63,9 +95,9 @@ def tokens_reason(tokens: int, limit: int) -> str | None:
 
 def verdict(c: TrajectoryCompleted, mode: str = DEFAULT_MODE, max_tokens: int = DEFAULT_MAX_TOKENS) -> Verdict:
     """Every rule except duplicates (those need the other trajectories of the task)."""
-    score = score_reason(c, mode)
-    reasons = [r for r in (score, tokens_reason(c.tokens, max_tokens)) if r]
-    return Verdict(solved=score is None, reasons=reasons)
+    why = score_reason(c, mode)
+    reasons = [r for r in (why, tokens_reason(c.tokens, max_tokens)) if r]
+    return Verdict(solved=why is None, reasons=reasons, score=judged_score(c, mode))
 
 
 def duplicate_reason(attempt: object, event_id: str) -> str:
@@ -102,7 +134,7 @@ def record(state: dict[str, Any] | None, c: TrajectoryCompleted, v: Verdict, acc
         "task_id": c.task_id, "attempts_total": c.attempts_total, "baseline_score": c.baseline_score,
         "direction": c.direction, "verdicts": {},
     }
-    new["verdicts"][str(c.attempt)] = {"solved": v.solved, "accepted": accepted, "score": c.score}
+    new["verdicts"][str(c.attempt)] = {"solved": v.solved, "accepted": accepted, "score": v.score}
     return new
 
 

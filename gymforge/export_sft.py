@@ -2,15 +2,18 @@
 
     DIR/train.jsonl      one line per trajectory: {"messages": [...]} (+ "tools" in tool-call mode), and with
                          --format trl (the default) its "metadata"; messages are system, user (the task),
-                         then assistant / observation turns, ending with an assistant turn
+                         then assistant / observation turns, ending with the final turn's observation (the
+                         submit's score, for a submitted episode)
     DIR/metadata.jsonl   --format openai only: the metadata, line-aligned with train.jsonl, which then holds
                          nothing but what OpenAI's fine-tuning format allows
     DIR/manifest.json    counts, skipped trajectories, filters, format and the token estimator
 
 Rows are streamed from the store (one trajectory in memory at a time), filtered and ordered in SQL.
-Conversations longer than --max-tokens (ESTIMATED, domain.tokens) are cut at a turn boundary; those whose
-first assistant turn alone does not fit are skipped and counted. The shared pieces (filters, the example
-stream, the manifest) serve `export traj` and `export hf` as well.
+Conversations longer than --max-tokens (ESTIMATED, domain.tokens) keep the system prompt, the task and the
+final turns from the last submit on, dropping whole turns from the middle, oldest first, with a note saying
+how many (gymforge/sft_format.py); those whose system prompt, task and final turns alone do not fit are
+skipped and counted (too_long). The shared pieces (filters, the example stream, the manifest) serve
+`export traj` and `export hf` as well.
 """
 
 from __future__ import annotations
@@ -46,8 +49,9 @@ SKIPPED_IDS_KEPT = 1000  # the manifest lists at most this many skipped trajecto
 def register(sub: argparse._SubParsersAction) -> None:
     p = export_subparsers(sub).add_parser(
         "sft", help="trajectories as chat JSONL for supervised fine-tuning (TRL or OpenAI format)",
-        description="Write the trajectories as one chat conversation per line (DIR/train.jsonl), "
-                    "truncated at a turn boundary to --max-tokens estimated tokens.")
+        description="Write the trajectories as one chat conversation per line (DIR/train.jsonl). One longer "
+                    "than --max-tokens estimated tokens keeps the system prompt, the task and the final turns "
+                    "from the last submit on, and drops whole turns from the middle, oldest first.")
     add_filter_args(p, order=True, max_tokens=True)
     p.add_argument("--format", choices=FORMATS, default="trl", dest="fmt",
                    help="trl: messages and metadata per line (default); openai: messages only, "
@@ -66,7 +70,8 @@ def add_filter_args(p: argparse.ArgumentParser, *, order: bool, max_tokens: bool
                        help="curriculum: the task's solve rate descending, easy first (default); time: as recorded")
     if max_tokens:
         p.add_argument("--max-tokens", type=int, default=DEFAULT_MAX_TOKENS,
-                       help=f"estimated tokens per conversation (default {DEFAULT_MAX_TOKENS})")
+                       help=f"estimated tokens per conversation (default {DEFAULT_MAX_TOKENS}); middle turns "
+                            "are dropped to fit")
     p.add_argument("--force", action="store_true", help="write into a non-empty DIR, replacing our files")
 
 
@@ -115,6 +120,7 @@ class Example:
     messages: list[dict[str, Any]]
     tools: list[dict[str, Any]] | None
     metadata: dict[str, Any]
+    dropped_turns: int = 0  # turns the truncation left out
 
 
 async def open_store(s: Settings, f: Filters) -> Store:
@@ -156,7 +162,7 @@ def example_of(row: dict[str, Any], traj: Trajectory, max_tokens: int, skipped: 
     except sft_format.Unusable as exc:
         skipped.add(row, exc.reason)
         return None
-    return Example(conv.messages, conv.tools, sft_format.metadata(row, traj, conv))
+    return Example(conv.messages, conv.tools, sft_format.metadata(row, traj, conv), conv.dropped_turns)
 
 
 async def examples(store: Store, f: Filters, skipped: Skipped) -> AsyncIterator[Example]:
@@ -192,6 +198,7 @@ def make_out_dir(out: Path) -> None:
 class SftSummary:
     written: int = 0
     truncated: int = 0
+    dropped_turns: int = 0
     tokens: int = 0
     skipped: Skipped = field(default_factory=Skipped)
 
@@ -203,7 +210,8 @@ def cmd_export_sft(args: argparse.Namespace, s: Settings) -> int:
     skipped = f"; skipped {sum(summary.skipped.counts.values())} ({summary.skipped.describe()})" \
         if summary.skipped.counts else ""
     print(f"exported {summary.written} trajectory(ies) to {args.out / 'train.jsonl'} ({args.fmt}; "
-          f"{summary.truncated} truncated to {f.max_tokens} estimated tokens){skipped}")
+          f"{summary.truncated} truncated to {f.max_tokens} estimated tokens, {summary.dropped_turns} "
+          f"middle turn(s) dropped){skipped}")
     if not summary.written:
         print("gymforge: no trajectory gave a training example: raise --max-tokens or check the skipped list "
               f"in {args.out / 'manifest.json'}", file=sys.stderr)
@@ -240,6 +248,7 @@ async def export_sft(s: Settings, out: Path, f: Filters, *, fmt: str = "trl") ->
                         meta.write(json.dumps(extra, ensure_ascii=False) + "\n")
                     summary.written += 1
                     summary.truncated += ex.metadata["truncated"]
+                    summary.dropped_turns += ex.dropped_turns
                     summary.tokens += ex.metadata["tokens"]
             for tmp, name in zip(tmps, names, strict=True):
                 os.replace(tmp, out / name)
@@ -249,7 +258,7 @@ async def export_sft(s: Settings, out: Path, f: Filters, *, fmt: str = "trl") ->
             for tmp in tmps:
                 tmp.unlink(missing_ok=True)
         counts = {"trajectories": summary.written, "truncated": summary.truncated,
-                  "estimated_tokens": summary.tokens}
+                  "dropped_turns": summary.dropped_turns, "estimated_tokens": summary.tokens}
         write_json(out / "manifest.json", manifest("sft", f, counts, summary.skipped, format=fmt, files=names))
         return summary
     finally:

@@ -1,13 +1,18 @@
 """A trajectory (domain.trajectory) -> chat messages for supervised fine-tuning. Pure: no I/O.
 
 The conversation is the trajectory's `history` (the clean one: bad-format replies are not in it):
-system, user (the task instance), then assistant turns (the step's reply: thought and action block, or in
-tool-call mode the thought with one `bash` tool call) alternating with observations (role `user`, or
-`tool` in tool-call mode). A conversation always ends with an assistant turn: a trailing observation
-(what the last action printed) is dropped, since there is nothing to learn from it.
+system, user (the task instance), then turns: an assistant reply (thought and action block, or in
+tool-call mode the thought with one `bash` tool call) and its observation (role `user`, or `tool` in
+tool-call mode). A conversation ends with the final turn's observation (for a submitted episode, the
+`submit` and its score), never with a reply whose result is missing.
 
 Lengths are ESTIMATED with domain.tokens (ceil(chars/4)), the one estimator of the project. Truncation
-keeps whole turns: it drops trailing (observation, assistant) pairs until the conversation fits.
+keeps the system prompt, the task and the final turns, from the last `submit` (or the last turn, when
+there is none) to the end; it drops whole turns from the middle, oldest first, and says how many in a
+note appended to the task message (a message of its own would put two user messages in a row, which
+breaks the user/assistant alternation chat templates and fine-tuning formats expect). Nothing is cut
+inside a message. When the system prompt, the task and those final turns alone do not fit, the
+trajectory gives no example (TOO_LONG).
 """
 
 from __future__ import annotations
@@ -19,12 +24,18 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from domain.tokens import conversation_tokens, message_tokens
+from domain.tokens import conversation_tokens
 from domain.trajectory import HistoryMessage, Trajectory
 
 TOKEN_ESTIMATOR = "estimated ceil(chars/4)"
 TOOL_CALL = "tool_call"
+SUBMIT = "submit"
 OBSERVATION_ROLES = ("user", "tool")
+DROPPED_NOTE = ("[{n} earlier {turns} of this episode (a command and its output each) "
+                "left out to fit the length limit]")
+
+Message = dict[str, Any]
+Turn = list[Message]  # an assistant reply and its observation
 
 # The one tool the solver offers in tool-call mode (the contract's request body).
 BASH_TOOL: dict[str, Any] = {
@@ -51,10 +62,14 @@ class Unusable(Exception):
 
 @dataclass
 class Conversation:
-    messages: list[dict[str, Any]]
+    messages: list[Message]
     tools: list[dict[str, Any]] | None  # the tool specs, in tool-call mode only
     tokens: int  # estimated, of `messages`
-    truncated: bool
+    dropped_turns: int  # turns left out by truncation
+
+    @property
+    def truncated(self) -> bool:
+        return self.dropped_turns > 0
 
 
 def parse(text: str | bytes) -> Trajectory:
@@ -115,39 +130,82 @@ def check_shape(history: Sequence[HistoryMessage]) -> None:
             raise Unusable(MALFORMED, f"history message {i + 2} is {m.role!r}, expected {' or '.join(want)}")
 
 
-def messages_of(traj: Trajectory) -> list[dict[str, Any]]:
-    """The clean conversation, ending with the last assistant turn."""
+def split(traj: Trajectory) -> tuple[list[Message], list[Turn]]:
+    """The conversation as (system and task, turns). A trailing reply without its observation is left out."""
     history = traj.history
     check_shape(history)
     messages = [clean(m) for m in history]
-    while messages and messages[-1]["role"] != "assistant":
-        messages.pop()
-    if len(messages) < 3:
-        raise Unusable(MALFORMED, "the history holds no assistant turn")
-    return messages
+    body = messages[2:]
+    turns = [body[i:i + 2] for i in range(0, len(body) - 1, 2)]
+    if not turns:
+        raise Unusable(MALFORMED, "the history holds no turn: no assistant reply with its observation")
+    return messages[:2], turns
 
 
-def fit(messages: list[dict[str, Any]], max_tokens: int) -> list[dict[str, Any]]:
-    """The longest prefix ending with an assistant turn whose estimate is within `max_tokens`."""
-    total, best = 0, 0
-    for i, m in enumerate(messages):
-        total += message_tokens(m)
-        if total > max_tokens:
+def messages_of(traj: Trajectory) -> list[Message]:
+    """The whole clean conversation, ending with the final turn's observation."""
+    head, turns = split(traj)
+    return head + flat(turns)
+
+
+def flat(turns: Sequence[Turn]) -> list[Message]:
+    return [m for turn in turns for m in turn]
+
+
+def action_of(traj: Trajectory, turn: int) -> str:
+    """The command of the `turn`-th turn (0-based), from the history or else from its step."""
+    action = traj.history[2 + 2 * turn].action
+    if action is None and turn < len(traj.trajectory):
+        action = traj.trajectory[turn].action
+    return (action or "").strip()
+
+
+def final_turns_start(traj: Trajectory, n_turns: int) -> int:
+    """The first of the final turns truncation keeps: the last `submit`'s turn, else the last turn."""
+    return next((i for i in reversed(range(n_turns)) if action_of(traj, i) == SUBMIT), n_turns - 1)
+
+
+def with_note(head: list[Message], dropped: int) -> list[Message]:
+    """System and task, the task message followed by the note saying how many turns were left out."""
+    note = DROPPED_NOTE.format(n=dropped, turns="turn" if dropped == 1 else "turns")
+    return [head[0], {**head[1], "content": f"{head[1]['content']}\n\n{note}"}]
+
+
+def newest_that_fit(turns: list[Turn], room: int) -> list[Turn]:
+    """The longest run of the newest `turns` whose estimate is within `room`."""
+    kept: list[Turn] = []
+    for turn in reversed(turns):
+        room -= conversation_tokens(turn)
+        if room < 0:
             break
-        if m["role"] == "assistant":
-            best = i + 1
-    if best == 0:
-        raise Unusable(TOO_LONG, f"the first assistant turn alone needs more than {max_tokens} estimated tokens")
-    return messages[:best]
+        kept.insert(0, turn)
+    return kept
+
+
+def fit(head: list[Message], turns: list[Turn], keep_from: int, max_tokens: int) -> tuple[list[Message], int]:
+    """The conversation within `max_tokens`, and how many turns were dropped: whole turns from before
+    `keep_from`, oldest first. Raises Unusable(TOO_LONG) when head and turns[keep_from:] alone do not fit."""
+    full = head + flat(turns)
+    if conversation_tokens(full) <= max_tokens:
+        return full, 0
+    middle, final = turns[:keep_from], turns[keep_from:]
+    # the least that can be kept: head, final turns and the note at its longest (every middle turn dropped)
+    least = conversation_tokens(with_note(head, len(middle)) + flat(final)) if middle else conversation_tokens(full)
+    if least > max_tokens:
+        raise Unusable(TOO_LONG, f"the system prompt, the task and the {len(final)} final turn(s) kept whole "
+                                 f"need {least} estimated tokens, over the limit of {max_tokens}")
+    kept = newest_that_fit(middle, max_tokens - least)
+    dropped = len(middle) - len(kept)
+    return with_note(head, dropped) + flat(kept) + flat(final), dropped
 
 
 def conversation(traj: Trajectory, max_tokens: int) -> Conversation:
     """The trajectory as a training conversation within `max_tokens` (estimated). Raises Unusable."""
-    full = messages_of(traj)
-    kept = fit(full, max_tokens)
+    head, turns = split(traj)
+    messages, dropped = fit(head, turns, final_turns_start(traj, len(turns)), max_tokens)
     tools = [BASH_TOOL] if is_tool_mode(traj) else None
-    return Conversation(messages=kept, tools=tools, tokens=conversation_tokens(kept),
-                        truncated=len(kept) < len(full))
+    return Conversation(messages=messages, tools=tools, tokens=conversation_tokens(messages),
+                        dropped_turns=dropped)
 
 
 METADATA_FIELDS = ("task_id", "attempt", "status", "score", "baseline_score", "gain", "metric", "direction",

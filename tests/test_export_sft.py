@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +29,12 @@ from domain.payloads import (
     TrajectoryRejected,
 )
 from domain.tasks import DataRef, TaskBundle
-from domain.tokens import conversation_tokens, message_tokens
+from domain.tokens import conversation_tokens
 from domain.trajectory import Trajectory
 from gymforge import export_hf, sft_format
+from gymforge.export_sft import Skipped, example_of, sft_line
 from tests.helpers.cli import Result, gymforge
+from tests.helpers.trajectories import make_trajectory
 from tests.test_runtime import wait_until_count
 
 OFFLINE = "nats://127.0.0.1:1"  # the exports never touch the bus
@@ -156,6 +159,16 @@ TASKS = {  # task id -> (metric, direction, baseline, solve rate or None when ne
 }
 HUGE_FIRST = Step("Write the whole pipeline at once.", "cat > train.py <<'EOF'\n" + "x = 1\n" * 23_000 + "EOF",
                   "(no output)")
+
+
+def reporting(metric: str, baseline: float, score: float) -> list[Step]:
+    """Solving, with a final reply that writes out a report of ~37,000 estimated tokens before it submits."""
+    steps = solving(metric, baseline, score)
+    report = "".join(f"Experiment {i}: n_estimators={50 * i}, {metric} on the validation split {score:.4f}.\n"
+                     for i in range(2000))
+    steps[-1] = replace(steps[-1], thought="Submit. What I tried:\n" + report)
+    return steps
+
 ATTEMPTS = [  # in publication (= time) order
     Attempt("co2-forecast", 0, solving("rmse", 2.4, 1.9), "accepted", tool_mode=True, score=1.9),
     Attempt("penguins-species", 1, solving("accuracy", 0.81, 0.93, long_steps(12, 16_000)), "accepted", score=0.93),
@@ -164,6 +177,7 @@ ATTEMPTS = [  # in publication (= time) order
             exit_status="exit_cost"),
     Attempt("wine-quality", 0, [HUGE_FIRST, *solving("f1", 0.55, 0.6)], "accepted", score=0.6),
     Attempt("penguins-species", 0, solving("accuracy", 0.81, 0.88), "accepted", score=0.88),
+    Attempt("wine-quality", 1, reporting("f1", 0.55, 0.58), "accepted", score=0.58),
 ]
 
 
@@ -253,17 +267,21 @@ def jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 def check_conversation(messages: list[dict[str, Any]], max_tokens: int = 32_000) -> None:
+    """System, then user and assistant strictly alternating (an observation of tool-call mode is a `tool`
+    answer to the call before it), ending with an observation: OpenAI's chat fine-tuning shape."""
     assert messages[0]["role"] == "system" and messages[1]["role"] == "user"
     for i, m in enumerate(messages[1:]):
         want = ROLES_AFTER_SYSTEM[i % 2]
         assert m["role"] == want or (want == "user" and m["role"] == "tool" and i > 0), (i, m["role"])
         assert set(m) <= MESSAGE_KEYS[m["role"]], m.keys()
-    assert messages[-1]["role"] == "assistant"
+        if m["role"] == "tool":
+            assert m["tool_call_id"] == messages[i]["tool_calls"][0]["id"]
+    assert messages[-1]["role"] in ("user", "tool") and messages[-2]["role"] == "assistant"
     assert conversation_tokens(messages) <= max_tokens
 
 
 def expected_messages(traj: dict[str, Any]) -> list[dict[str, Any]]:
-    """The full conversation up to the last assistant turn, written out from the history independently."""
+    """The full conversation, written out from the history independently."""
     out = []
     for m in traj["history"]:
         msg = {"role": m["role"], "content": m["content"]}
@@ -272,9 +290,37 @@ def expected_messages(traj: dict[str, Any]) -> list[dict[str, Any]]:
         if m["role"] == "tool":
             msg["tool_call_id"] = m["tool_call_id"]
         out.append(msg)
-    while out[-1]["role"] != "assistant":
-        out.pop()
     return out
+
+
+def command(reply: dict[str, Any]) -> str:
+    """The command of an exported assistant message: its tool call's, else its fenced bash block's."""
+    if reply.get("tool_calls"):
+        return json.loads(reply["tool_calls"][0]["function"]["arguments"])["command"]
+    return reply["content"].rsplit("```bash\n", 1)[1].split("\n```", 1)[0]
+
+
+NOTE = re.compile(r"\n\n\[(\d+) earlier turns? of this episode \(a command and its output each\) left out to fit "
+                  r"the length limit\]$")
+
+
+def check_truncation(messages: list[dict[str, Any]], full: list[dict[str, Any]], max_tokens: int) -> int:
+    """`messages` is `full` with whole turns dropped from the middle, oldest first, and the note saying how
+    many; it keeps the system prompt, the task and the final submit turn. Returns how many were dropped."""
+    check_conversation(messages, max_tokens)
+    assert messages[0] == full[0] and command(messages[-2]) == command(full[-2]) == "submit"
+    note = NOTE.search(messages[1]["content"])
+    if note is None:
+        assert messages == full
+        return 0
+    dropped = int(note.group(1))
+    assert messages[1] == {**full[1], "content": full[1]["content"] + note.group(0)}
+    kept = len(messages) - 2
+    assert messages[2:] == full[len(full) - kept:] and len(full) - 2 - kept == 2 * dropped
+    newest_dropped = full[len(full) - kept - 2: len(full) - kept]
+    assert newest_dropped[0]["role"] == "assistant"  # a whole turn, and with it the conversation would not fit:
+    assert conversation_tokens(messages) + conversation_tokens(newest_dropped) > max_tokens  # none dropped needlessly
+    return dropped
 
 
 # --- export sft ----------------------------------------------------------------------------------
@@ -286,14 +332,15 @@ async def test_sft_trl_curriculum_loads_with_datasets_and_truncates_at_a_turn(fi
     r = await export(filled, "sft", "--out", str(out))
     assert r.code == 0, r.err
     lines = jsonl(out / "train.jsonl")
-    # accepted only; wine-quality's first reply alone is over 32000 estimated tokens: skipped
+    # accepted only; wine-quality 1's final submit reply alone is over 32000 estimated tokens: skipped
     keys = [(x["metadata"]["task_id"], x["metadata"]["attempt"]) for x in lines]
-    assert keys == [("penguins-species", 0), ("penguins-species", 1), ("co2-forecast", 0), ("cars-mpg", 0)]
-    assert [x["metadata"]["solve_rate"] for x in lines] == [1.0, 1.0, 0.5, None]  # easy first, never graded last
+    assert keys == [("penguins-species", 0), ("penguins-species", 1), ("co2-forecast", 0), ("wine-quality", 0),
+                    ("cars-mpg", 0)]
+    assert [x["metadata"]["solve_rate"] for x in lines] == [1.0, 1.0, 0.5, 0.25, None]  # easy first
 
     ds = datasets.load_dataset("json", data_files=str(out / "train.jsonl"), split="train",
                                cache_dir=str(tmp_path / "hf-cache"))
-    assert ds.num_rows == 4 and "messages" in ds.column_names
+    assert ds.num_rows == 5 and "messages" in ds.column_names
     for row, line in zip(ds, lines, strict=True):
         assert [m["role"] for m in row["messages"]] == [m["role"] for m in line["messages"]]
         assert [m["content"] for m in row["messages"]] == [m["content"] for m in line["messages"]]
@@ -303,22 +350,24 @@ async def test_sft_trl_curriculum_loads_with_datasets_and_truncates_at_a_turn(fi
         meta, traj = line["metadata"], filled.trajs[(line["metadata"]["task_id"], line["metadata"]["attempt"])]
         metric, direction, baseline, rate = TASKS[meta["task_id"]]
         full = expected_messages(traj)
-        assert line["messages"] == full[: len(line["messages"])]  # a prefix of the conversation
-        assert meta["truncated"] == (len(line["messages"]) < len(full))
+        dropped = check_truncation(line["messages"], full, 32_000)
+        assert meta["truncated"] == (dropped > 0)
         assert meta["tokens"] == conversation_tokens(line["messages"])
         assert (meta["metric"], meta["direction"], meta["baseline_score"], meta["solve_rate"]) == (
             metric, direction, baseline, rate)
         assert meta["score"] == traj["info"]["score"] and meta["exit_status"] == "submitted"
         assert meta["gain"] == pytest.approx(abs(meta["score"] - baseline)) and meta["status"] == "accepted"
         assert set(meta) == set(sft_format.METADATA_FIELDS)
-        if meta["truncated"]:  # cut at the last turn that fits: the next (observation, reply) pair does not
-            nxt = full[len(line["messages"]): len(line["messages"]) + 2]
-            assert len(nxt) == 2 and nxt[1]["role"] == "assistant"
-            assert meta["tokens"] + sum(message_tokens(m) for m in nxt) > 32_000
 
-    long = lines[1]
-    assert long["metadata"]["truncated"] and long["metadata"]["tokens"] <= 32_000  # maximal: checked above
+    long = lines[1]  # 12 training turns of ~4,000 tokens: the oldest 5 go (with the two turns before them)
     assert conversation_tokens(expected_messages(filled.trajs[("penguins-species", 1)])) > 40_000
+    full = expected_messages(filled.trajs[("penguins-species", 1)])
+    assert long["metadata"]["truncated"] and check_truncation(long["messages"], full, 32_000) == 7
+    assert [command(m) for m in long["messages"][-6::2]] == ["sed -i 's/n_estimators=50/n_estimators=300/' "
+                                                             "baseline.py && python baseline.py", "validate", "submit"]
+    wine = lines[3]  # its huge first reply is a middle turn: dropped, the rest kept
+    assert check_truncation(wine["messages"], expected_messages(filled.trajs[("wine-quality", 0)]), 32_000) == 1
+    assert wine["messages"][2]["content"].startswith("THOUGHT: Let me look at the workspace first.")
     assert not lines[0]["metadata"]["truncated"]
 
     tool = lines[2]  # the tool-call attempt: tool role observations with their call id, and the tool spec
@@ -332,11 +381,12 @@ async def test_sft_trl_curriculum_loads_with_datasets_and_truncates_at_a_turn(fi
     assert not any("I will look around." in m["content"] for x in lines for m in x["messages"])
 
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["trajectories"] == 4 and manifest["truncated"] == 1 and manifest["format"] == "trl"
-    assert manifest["skipped"] == {"too_long": 1} and manifest["skipped_ids"] == ["wine-quality__0: too_long"]
+    assert manifest["trajectories"] == 5 and manifest["truncated"] == 2 and manifest["format"] == "trl"
+    assert manifest["dropped_turns"] == 8
+    assert manifest["skipped"] == {"too_long": 1} and manifest["skipped_ids"] == ["wine-quality__1: too_long"]
     assert manifest["token_estimator"] == "estimated ceil(chars/4)"
     assert manifest["filters"] == {"status": "accepted", "tasks": None, "order": "curriculum", "max_tokens": 32_000}
-    assert "exported 4 trajectory(ies)" in r.out and "1 too_long" in r.out
+    assert "exported 5 trajectory(ies)" in r.out and "1 too_long" in r.out and "8 middle turn(s) dropped" in r.out
 
 
 async def test_sft_openai_time_order_all_statuses(filled: Filled, tmp_path: Path) -> None:
@@ -345,9 +395,9 @@ async def test_sft_openai_time_order_all_statuses(filled: Filled, tmp_path: Path
                      "--max-tokens", "6000")
     assert r.code == 0, r.err
     lines, meta = jsonl(out / "train.jsonl"), jsonl(out / "metadata.jsonl")
-    assert len(lines) == len(meta) == 5  # all six, minus wine-quality (too long)
+    assert len(lines) == len(meta) == 6  # all seven, minus wine-quality 1 (too long)
     assert [(m["task_id"], m["attempt"]) for m in meta] == [
-        (a.task_id, a.attempt) for a in ATTEMPTS if a.task_id != "wine-quality"]  # publication order
+        (a.task_id, a.attempt) for a in ATTEMPTS if (a.task_id, a.attempt) != ("wine-quality", 1)]  # published
     for line, m in zip(lines, meta, strict=True):
         assert set(line) <= {"messages", "tools"}, set(line)  # nothing OpenAI's format does not know
         assert ("tools" in line) == (m["task_id"] in {a.task_id for a in ATTEMPTS if a.tool_mode})
@@ -368,7 +418,7 @@ async def test_sft_task_filter_and_a_limit_nothing_fits(filled: Filled, tmp_path
     assert [x["metadata"]["task_id"] for x in jsonl(tmp_path / "one" / "train.jsonl")] == ["cars-mpg"]
     tiny = await export(filled, "sft", "--out", str(tmp_path / "tiny"), "--max-tokens", "50")
     assert tiny.code == 1 and "no trajectory gave a training example" in tiny.err
-    assert json.loads((tmp_path / "tiny" / "manifest.json").read_text())["skipped"] == {"too_long": 5}
+    assert json.loads((tmp_path / "tiny" / "manifest.json").read_text())["skipped"] == {"too_long": 6}
 
 
 # --- export traj ---------------------------------------------------------------------------------
@@ -409,7 +459,7 @@ async def test_hf_datasetdict_splits_by_task(filled: Filled, tmp_path: Path) -> 
     assert set(dd) == {"train", "test"}
     tasks = {name: set(dd[name]["task_id"]) for name in dd}
     assert tasks["train"] and tasks["test"] and not tasks["train"] & tasks["test"]
-    assert tasks["train"] | tasks["test"] == {t for t, _ in filled_keys()} - {"wine-quality"}
+    assert tasks["train"] | tasks["test"] == {t for t, _ in filled_keys()}
     for name in dd:
         for t in tasks[name]:
             assert export_hf.split_of(t, 0.5) == name
@@ -417,7 +467,7 @@ async def test_hf_datasetdict_splits_by_task(filled: Filled, tmp_path: Path) -> 
     assert (await export(filled, "sft", "--out", str(sft), "--status", "all")).code == 0
     by_key = {(x["metadata"]["task_id"], x["metadata"]["attempt"]): x for x in jsonl(sft / "train.jsonl")}
     rows = [row for name in dd for row in dd[name]]
-    assert len(rows) == len(by_key) == 5
+    assert len(rows) == len(by_key) == 6
     for row in rows:
         line = by_key[(row["task_id"], row["attempt"])]
         assert [{k: v for k, v in m.items() if v is not None} for m in row["messages"]] == line["messages"]
@@ -425,7 +475,7 @@ async def test_hf_datasetdict_splits_by_task(filled: Filled, tmp_path: Path) -> 
         assert (json.loads(row["tools"]) if row["tools"] else None) == line.get("tools")
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["skipped"] == {"too_long": 1} and manifest["pushed_to"] is None
-    assert sum(s["trajectories"] for s in manifest["splits"].values()) == 5
+    assert sum(s["trajectories"] for s in manifest["splits"].values()) == 6
     assert not [p for p in out.iterdir() if p.name.startswith(".hf-cache")]
 
 
@@ -447,7 +497,7 @@ async def test_hf_push_needs_a_token_and_reports_hub_errors_in_one_line(filled: 
     assert len(r.err.strip().splitlines()) == 1 and "Traceback" not in r.err, r.err
     assert r.err.startswith(f"gymforge: push to me/gymforge-sft at {endpoint} failed") and "hf_test_" not in r.err
     saved = datasets.load_from_disk(str(tmp_path / "b"))  # saved before the push
-    assert saved["train"].num_rows == 4 and saved["test"].num_rows == 0  # (no fixture task hashes under 0.1)
+    assert saved["train"].num_rows == 5 and saved["test"].num_rows == 0  # (no fixture task hashes under 0.1)
     assert json.loads((tmp_path / "b" / "manifest.json").read_text())["pushed_to"] is None
 
 
@@ -501,17 +551,93 @@ async def test_force_replaces_an_earlier_export(filled: Filled, tmp_path: Path) 
 # --- the converter on its own ----------------------------------------------------------------------
 
 
-def test_fit_keeps_the_longest_prefix_ending_with_a_reply() -> None:
-    msgs = [{"role": "system", "content": "s" * 40}, {"role": "user", "content": "u" * 40}]
-    for i in range(4):
-        msgs += [{"role": "assistant", "content": f"a{i}" * 20}, {"role": "user", "content": "o" * 400}]
-    msgs.pop()
-    limit = conversation_tokens(msgs[:5]) + 1  # room for a0, o0, a1 but not o1 + a2
-    kept = sft_format.fit(msgs, limit)
-    assert kept == msgs[:5]
+TRAIN_LOG = "epoch loss acc\n" * 500  # ~1,900 estimated tokens of output per training turn
+
+
+def episode(steps: list[tuple[str, str, str, float | None]], score: float | None = 0.7,
+            exit_status: str = "submitted") -> Trajectory:
+    return make_trajectory("reg-long", 0, steps, score=score, exit_status=exit_status)
+
+
+def training(n: int) -> list[tuple[str, str, str, float | None]]:
+    return [("Look around.", "ls", "baseline.py\ndata\nevaluate.py", None)] + [
+        (f"Train variant {i}.", f"python train.py --variant {i}", TRAIN_LOG, None) for i in range(n)]
+
+
+def submitting(thought: str = "Better than the baseline: submit.") -> list[tuple[str, str, str, float | None]]:
+    scored = validate_observation(0.5, 0.7, "accuracy")
+    return [("Check.", "validate", scored, 0.7), (thought, "submit", scored, 0.7)]
+
+
+def full_of(traj: Trajectory) -> list[dict[str, Any]]:
+    return expected_messages(traj.model_dump(mode="json"))
+
+
+def test_truncation_drops_the_oldest_middle_turns_and_keeps_the_submit_turn() -> None:
+    traj = episode(training(8) + submitting())
+    full = full_of(traj)
+    turn = conversation_tokens(full[4:6])  # one training turn
+    assert conversation_tokens(full) > 8 * turn
+    limit = conversation_tokens(full[:2]) + 40 + conversation_tokens(full[-4:]) + turn * 5 // 2
+    conv = sft_format.conversation(traj, limit)
+    assert conv.truncated and conv.dropped_turns == 7  # ls and the 6 oldest training turns: 2 still fit
+    assert check_truncation(conv.messages, full, limit) == 7
+    assert "[7 earlier turns of this episode" in conv.messages[1]["content"]
+    assert [command(m) for m in conv.messages[2::2]] == ["python train.py --variant 6", "python train.py --variant 7",
+                                                         "validate", "submit"]
+    assert conv.messages[-1]["content"] == full[-1]["content"]  # the submit's score, whole
+    assert conv.tokens == conversation_tokens(conv.messages) <= limit
+    whole = sft_format.conversation(traj, conversation_tokens(full))
+    assert not whole.truncated and whole.messages == full  # it fits: nothing dropped, no note
+
+
+def test_the_smallest_limit_keeps_only_system_task_and_the_final_submit_turn_else_skips() -> None:
+    traj = episode(training(3) + submitting())  # ls, 3 training turns, validate, submit
+    full = full_of(traj)
+    note = "\n\n[5 earlier turns of this episode (a command and its output each) left out to fit the length limit]"
+    least = conversation_tokens([full[0], {**full[1], "content": full[1]["content"] + note}, *full[-2:]])
+    conv = sft_format.conversation(traj, least)
+    assert check_truncation(conv.messages, full, least) == 5 and conv.messages[2:] == full[-2:]
     with pytest.raises(sft_format.Unusable) as exc:
-        sft_format.fit(msgs, conversation_tokens(msgs[:3]) - 1)
+        sft_format.conversation(traj, least - 1)
     assert exc.value.reason == sft_format.TOO_LONG
+    assert str(exc.value) == (f"the system prompt, the task and the 1 final turn(s) kept whole need {least} "
+                              f"estimated tokens, over the limit of {least - 1}")
+
+
+def test_a_submit_turn_too_long_for_the_limit_is_skipped_and_counted() -> None:
+    traj = episode(training(2) + submitting("Submit. What I tried: " + "a larger forest; " * 2000))
+    full = full_of(traj)
+    assert conversation_tokens(full[-2:]) > 8000
+    skipped = Skipped()
+    row = {"task_id": "reg-long", "attempt": 0, "status": "accepted"}
+    assert example_of(row, traj, 8000, skipped) is None
+    assert skipped.counts == {"too_long": 1} and skipped.ids == ["reg-long__0: too_long"]
+    ex = example_of(row, traj, conversation_tokens(full), skipped)
+    assert ex is not None and not ex.metadata["truncated"] and ex.messages == full
+    for fmt in ("trl", "openai"):
+        line, _ = sft_line(ex, fmt)
+        check_conversation(line["messages"], conversation_tokens(full))
+
+
+def test_the_final_turns_run_from_the_last_submit_or_are_the_last_turn() -> None:
+    # a submit that could not be scored, then more work, and the autosubmit at the step limit
+    late = episode(training(4) + [("Submit.", "submit", "Your submission could not be scored: no file", None),
+                                  ("Write it.", "python predict.py", "(no output)", None)],
+                   exit_status="submitted (exit_cost)")
+    full = full_of(late)
+    conv = sft_format.conversation(late, conversation_tokens(full[:2] + full[-4:]) + 40)
+    assert [command(m) for m in conv.messages[2::2]] == ["submit", "python predict.py"]
+    assert conv.dropped_turns == 5 and conv.messages[-2:] == full[-2:]
+    with pytest.raises(sft_format.Unusable, match="the 2 final turn"):  # room for the last turn, not the submit's
+        sft_format.conversation(late, conversation_tokens(full[:2] + full[-2:]) + 40)
+    # no submit at all (the step limit, nothing to autosubmit): the last turn is kept
+    unsubmitted = episode(training(4), score=None, exit_status="exit_cost")
+    full = full_of(unsubmitted)
+    conv = sft_format.conversation(unsubmitted, conversation_tokens(full[:2] + full[-2:]) + 40)
+    assert [command(m) for m in conv.messages[2::2]] == ["python train.py --variant 3"]
+    assert conv.dropped_turns == 4 and conv.messages[-1] == full[-1]
+    check_conversation(conv.messages, conv.tokens)
 
 
 def test_malformed_histories_are_refused() -> None:
@@ -522,8 +648,10 @@ def test_malformed_histories_are_refused() -> None:
     def stored(history: list[dict[str, Any]] | None) -> Trajectory:  # as the exports read it back
         return sft_format.parse(json.dumps({**base, "history": history}))
 
-    for history in ([], [user, reply], [system, user], [system, user, reply, reply], None):
+    for history in ([], [user, reply], [system, user], [system, user, reply, reply], [system, user, reply], None):
         with pytest.raises(sft_format.Unusable) as exc:
             sft_format.messages_of(stored(history))
         assert exc.value.reason == sft_format.MALFORMED
-    assert sft_format.messages_of(stored([system, user, reply, user])) == [system, user, reply]
+    turn = [system, user, reply, user]
+    assert sft_format.messages_of(stored(turn)) == turn
+    assert sft_format.messages_of(stored([*turn, reply])) == turn  # a reply without its result is left out

@@ -12,8 +12,10 @@ from typing import Any
 import pytest
 from nats.js.kv import VALID_KEY_RE
 
+import prompts
 from agents.filter import BUCKET, FilterAgent, graded_id
 from agents.filter_rules import (
+    MODES,
     duplicate_reason,
     gain,
     grade,
@@ -25,12 +27,13 @@ from agents.filter_rules import (
 from agents.runtime import AgentContext, AgentRunner, Emit, Supervisor
 from bus import Bus, BusSettings, EmbeddedNats, Envelope, make_envelope, subject_for
 from bus.codec import validate_payload
-from domain.payloads import PAYLOADS, TrajectoryCompleted
+from domain.payloads import PAYLOADS, TaskGraded, TrajectoryAccepted, TrajectoryCompleted, TrajectoryRejected
 from domain.tokens import conversation_tokens
 from domain.trajectory import Trajectory
 from gymforge import config
 from gymforge.errors import UserError
 from store.db import Store
+from tests.helpers.trajectories import make_trajectory
 from tests.test_runtime import wait_for_acked, wait_until_count
 
 # --- realistic trajectories (the contract's SWE-agent .traj shape) ---------------------------
@@ -136,10 +139,95 @@ def test_match_accepts_a_tie_and_rejects_worse(direction: str, better: float, wo
 
 
 @pytest.mark.parametrize("direction", ["maximize", "minimize"])
-def test_any_needs_only_a_valid_submission(direction: str) -> None:
-    for score in (0.0, 0.5, 1.0):
-        v = verdict(scored(score, direction), "any")
-        assert v.solved and v.reasons == []
+def test_any_and_valid_need_only_a_scored_submission(direction: str) -> None:
+    for mode in ("any", "valid"):
+        for score in (0.0, 0.5, 1.0):
+            v = verdict(scored(score, direction), mode)
+            assert v.solved and v.reasons == [] and v.score == score
+
+
+# --- "valid": the paper's rule, any validate or submit that produced a score -----------------------
+
+
+def scored_text(score: float) -> str:
+    return prompts.render("solver_validate", error=None, baseline={"rmse": 1.0}, metrics={"rmse": score})
+
+
+UNSCORED = prompts.render("solver_validate", error="submission.csv not found", baseline={}, metrics={})
+
+
+def episode(steps: list[tuple[str, str, str, float | None]], *, score: float | None = None,
+            exit_status: str = "exit_cost") -> TrajectoryCompleted:
+    """A trajectory.completed as the solver sends it, around a trajectory recorded step by step
+    (baseline rmse 1.0, minimised); `score` is the final submission's, None when it was not scored."""
+    traj = make_trajectory("reg-v", 0, steps, score=score, exit_status=exit_status, metric="rmse",
+                           direction="minimize", baseline=1.0)
+    return TrajectoryCompleted(
+        task_id="reg-v", attempt=0, attempts_total=1, exit_status=exit_status, submitted=score is not None,
+        score=score, baseline_score=1.0, metric="rmse", direction="minimize",
+        validate_scores=traj.info.validate_scores, tokens=traj.info.context_tokens,
+        steps=len(traj.trajectory), trajectory=traj)
+
+
+TRAIN = ("Train a first model.", "python train.py", "(no output)", None)
+# validate scored 1.2 (worse than the baseline 1.0), then submission.csv was lost: the submit was not scored,
+# the step limit ended the episode and its autosubmit found nothing to score
+FAILED_FINAL_SUBMIT = [TRAIN, ("Check it.", "validate", scored_text(1.2), 1.2),
+                       ("Clean up.", "rm -rf submission.csv outputs", "(no output)", None),
+                       ("Submit.", "submit", UNSCORED, None)]
+
+
+def test_valid_keeps_an_earlier_validate_score_when_the_final_submit_failed() -> None:
+    c = episode(FAILED_FINAL_SUBMIT)
+    assert (c.submitted, c.score, c.validate_scores) == (False, None, [1.2])
+    v = verdict(c, "valid")
+    assert v.solved and v.reasons == [] and v.score == 1.2
+    for mode in ("beat", "match", "any"):
+        v = verdict(c, mode)
+        assert not v.solved and v.score is None
+        assert v.reasons == [f"no valid submission (exit status exit_cost; a validate scored 1.2, but {mode} "
+                             "judges the final submission)"]
+
+
+def test_valid_judges_the_final_submission_first_then_the_last_validate() -> None:
+    both = episode([TRAIN, ("Check.", "validate", scored_text(0.8), 0.8),
+                    ("Submit.", "submit", scored_text(1.3), 1.3)], score=1.3, exit_status="submitted")
+    assert verdict(both, "valid").score == 1.3 and verdict(both, "valid").reasons == []
+    assert verdict(both, "beat").reasons == ["score 1.3 does not beat the baseline 1 (rmse, minimize)"]
+    two = episode([("Check.", "validate", scored_text(0.8), 0.8), ("Again.", "validate", UNSCORED, None),
+                   ("Check again.", "validate", scored_text(0.9), 0.9),
+                   ("Submit.", "submit", UNSCORED, None)])
+    assert two.validate_scores == [0.8, None, 0.9] and verdict(two, "valid").score == 0.9
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_no_valid_score_at_all_is_rejected_by_every_mode(mode: str) -> None:
+    c = episode([TRAIN, ("Check it.", "validate", UNSCORED, None), ("Submit.", "submit", UNSCORED, None)])
+    assert c.validate_scores == [None]
+    v = verdict(c, mode)
+    assert not v.solved and v.score is None
+    want = ("no valid score: no validate or submit produced one (exit status exit_cost)" if mode == "valid"
+            else "no valid submission (exit status exit_cost)")
+    assert v.reasons == [want]
+
+
+async def test_valid_mode_accepts_and_grades_with_the_validate_score(bus: Bus, data_dir: Path) -> None:
+    agent = FilterAgent(AgentContext(bus=bus, data_dir=data_dir), FilterAgent.Settings(mode="valid"))
+    await agent.start()
+    out = await handled(agent, envelope(episode(FAILED_FINAL_SUBMIT)))
+    assert [e.type for e in out] == ["trajectory.accepted", "task.graded"]
+    accepted, graded = out[0].payload, out[1].payload
+    assert isinstance(accepted, TrajectoryAccepted) and isinstance(graded, TaskGraded)
+    assert accepted.score == 1.2 and accepted.gain == pytest.approx(-0.2)  # worse than the baseline: still kept
+    assert (graded.solve_rate, graded.best_score, graded.accepted) == (1.0, 1.2, 1)
+    beat = FilterAgent(AgentContext(bus=bus, data_dir=data_dir), FilterAgent.Settings(mode="beat"))
+    c = episode(FAILED_FINAL_SUBMIT).model_copy(update={"task_id": "reg-v2"})
+    await beat.start()
+    [rejected, regraded] = [e.payload for e in await handled(beat, envelope(c))]
+    assert isinstance(rejected, TrajectoryRejected) and isinstance(regraded, TaskGraded)
+    assert regraded.solve_rate == 0.0 and regraded.best_score is None
+    assert rejected.reasons == ["no valid submission (exit status exit_cost; a validate scored 1.2, but beat "
+                                "judges the final submission)"]
 
 
 def test_token_limit_rejects_but_does_not_unsolve() -> None:
