@@ -3,8 +3,9 @@
 The conversation is the trajectory's `history` (the clean one: bad-format replies are not in it):
 system, user (the task instance), then turns: an assistant reply (thought and action block, or in
 tool-call mode the thought with one `bash` tool call) and its observation (role `user`, or `tool` in
-tool-call mode). A conversation ends with the final turn's observation (for a submitted episode, the
-`submit` and its score), never with a reply whose result is missing.
+tool-call mode). A conversation ends with the final assistant reply (for a submitted episode, the
+`submit`): its observation teaches nothing, and fine-tuning APIs train on assistant messages. Every
+earlier reply comes with its observation.
 
 Lengths are ESTIMATED with domain.tokens (ceil(chars/4)), the one estimator of the project. Truncation
 keeps the system prompt, the task and the final turns, from the last `submit` (or the last turn, when
@@ -131,19 +132,21 @@ def check_shape(history: Sequence[HistoryMessage]) -> None:
 
 
 def split(traj: Trajectory) -> tuple[list[Message], list[Turn]]:
-    """The conversation as (system and task, turns). A trailing reply without its observation is left out."""
+    """The conversation as (system and task, turns): each turn a reply and its observation, but the last,
+    which is the final reply alone."""
     history = traj.history
     check_shape(history)
     messages = [clean(m) for m in history]
     body = messages[2:]
-    turns = [body[i:i + 2] for i in range(0, len(body) - 1, 2)]
+    turns = [body[i:i + 2] for i in range(0, len(body), 2)]
     if not turns:
-        raise Unusable(MALFORMED, "the history holds no turn: no assistant reply with its observation")
+        raise Unusable(MALFORMED, "the history holds no assistant reply")
+    turns[-1] = turns[-1][:1]
     return messages[:2], turns
 
 
 def messages_of(traj: Trajectory) -> list[Message]:
-    """The whole clean conversation, ending with the final turn's observation."""
+    """The whole clean conversation, ending with the final assistant reply."""
     head, turns = split(traj)
     return head + flat(turns)
 

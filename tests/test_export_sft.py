@@ -268,7 +268,7 @@ def jsonl(path: Path) -> list[dict[str, Any]]:
 
 def check_conversation(messages: list[dict[str, Any]], max_tokens: int = 32_000) -> None:
     """System, then user and assistant strictly alternating (an observation of tool-call mode is a `tool`
-    answer to the call before it), ending with an observation: OpenAI's chat fine-tuning shape."""
+    answer to the call before it), ending with the final assistant reply: OpenAI's chat fine-tuning shape."""
     assert messages[0]["role"] == "system" and messages[1]["role"] == "user"
     for i, m in enumerate(messages[1:]):
         want = ROLES_AFTER_SYSTEM[i % 2]
@@ -276,12 +276,13 @@ def check_conversation(messages: list[dict[str, Any]], max_tokens: int = 32_000)
         assert set(m) <= MESSAGE_KEYS[m["role"]], m.keys()
         if m["role"] == "tool":
             assert m["tool_call_id"] == messages[i]["tool_calls"][0]["id"]
-    assert messages[-1]["role"] in ("user", "tool") and messages[-2]["role"] == "assistant"
+    assert messages[-1]["role"] == "assistant"
     assert conversation_tokens(messages) <= max_tokens
 
 
 def expected_messages(traj: dict[str, Any]) -> list[dict[str, Any]]:
-    """The full conversation, written out from the history independently."""
+    """The full conversation, written out from the history independently: it ends with the final reply
+    (the final observation teaches nothing)."""
     out = []
     for m in traj["history"]:
         msg = {"role": m["role"], "content": m["content"]}
@@ -290,7 +291,7 @@ def expected_messages(traj: dict[str, Any]) -> list[dict[str, Any]]:
         if m["role"] == "tool":
             msg["tool_call_id"] = m["tool_call_id"]
         out.append(msg)
-    return out
+    return out[:-1] if out[-1]["role"] != "assistant" else out
 
 
 def command(reply: dict[str, Any]) -> str:
@@ -308,7 +309,7 @@ def check_truncation(messages: list[dict[str, Any]], full: list[dict[str, Any]],
     """`messages` is `full` with whole turns dropped from the middle, oldest first, and the note saying how
     many; it keeps the system prompt, the task and the final submit turn. Returns how many were dropped."""
     check_conversation(messages, max_tokens)
-    assert messages[0] == full[0] and command(messages[-2]) == command(full[-2]) == "submit"
+    assert messages[0] == full[0] and command(messages[-1]) == command(full[-1]) == "submit"
     note = NOTE.search(messages[1]["content"])
     if note is None:
         assert messages == full
@@ -363,7 +364,7 @@ async def test_sft_trl_curriculum_loads_with_datasets_and_truncates_at_a_turn(fi
     assert conversation_tokens(expected_messages(filled.trajs[("penguins-species", 1)])) > 40_000
     full = expected_messages(filled.trajs[("penguins-species", 1)])
     assert long["metadata"]["truncated"] and check_truncation(long["messages"], full, 32_000) == 7
-    assert [command(m) for m in long["messages"][-6::2]] == ["sed -i 's/n_estimators=50/n_estimators=300/' "
+    assert [command(m) for m in long["messages"][-5::2]] == ["sed -i 's/n_estimators=50/n_estimators=300/' "
                                                              "baseline.py && python baseline.py", "validate", "submit"]
     wine = lines[3]  # its huge first reply is a middle turn: dropped, the rest kept
     assert check_truncation(wine["messages"], expected_messages(filled.trajs[("wine-quality", 0)]), 32_000) == 1
@@ -578,14 +579,14 @@ def test_truncation_drops_the_oldest_middle_turns_and_keeps_the_submit_turn() ->
     full = full_of(traj)
     turn = conversation_tokens(full[4:6])  # one training turn
     assert conversation_tokens(full) > 8 * turn
-    limit = conversation_tokens(full[:2]) + 40 + conversation_tokens(full[-4:]) + turn * 5 // 2
+    limit = conversation_tokens(full[:2]) + 40 + conversation_tokens(full[-3:]) + turn * 5 // 2
     conv = sft_format.conversation(traj, limit)
     assert conv.truncated and conv.dropped_turns == 7  # ls and the 6 oldest training turns: 2 still fit
     assert check_truncation(conv.messages, full, limit) == 7
     assert "[7 earlier turns of this episode" in conv.messages[1]["content"]
     assert [command(m) for m in conv.messages[2::2]] == ["python train.py --variant 6", "python train.py --variant 7",
                                                          "validate", "submit"]
-    assert conv.messages[-1]["content"] == full[-1]["content"]  # the submit's score, whole
+    assert conv.messages[-1]["content"] == full[-1]["content"]  # the submit reply, whole
     assert conv.tokens == conversation_tokens(conv.messages) <= limit
     whole = sft_format.conversation(traj, conversation_tokens(full))
     assert not whole.truncated and whole.messages == full  # it fits: nothing dropped, no note
@@ -595,9 +596,9 @@ def test_the_smallest_limit_keeps_only_system_task_and_the_final_submit_turn_els
     traj = episode(training(3) + submitting())  # ls, 3 training turns, validate, submit
     full = full_of(traj)
     note = "\n\n[5 earlier turns of this episode (a command and its output each) left out to fit the length limit]"
-    least = conversation_tokens([full[0], {**full[1], "content": full[1]["content"] + note}, *full[-2:]])
+    least = conversation_tokens([full[0], {**full[1], "content": full[1]["content"] + note}, *full[-1:]])
     conv = sft_format.conversation(traj, least)
-    assert check_truncation(conv.messages, full, least) == 5 and conv.messages[2:] == full[-2:]
+    assert check_truncation(conv.messages, full, least) == 5 and conv.messages[2:] == full[-1:]
     with pytest.raises(sft_format.Unusable) as exc:
         sft_format.conversation(traj, least - 1)
     assert exc.value.reason == sft_format.TOO_LONG
@@ -608,7 +609,7 @@ def test_the_smallest_limit_keeps_only_system_task_and_the_final_submit_turn_els
 def test_a_submit_turn_too_long_for_the_limit_is_skipped_and_counted() -> None:
     traj = episode(training(2) + submitting("Submit. What I tried: " + "a larger forest; " * 2000))
     full = full_of(traj)
-    assert conversation_tokens(full[-2:]) > 8000
+    assert conversation_tokens(full[-1:]) > 8000
     skipped = Skipped()
     row = {"task_id": "reg-long", "attempt": 0, "status": "accepted"}
     assert example_of(row, traj, 8000, skipped) is None
@@ -626,15 +627,15 @@ def test_the_final_turns_run_from_the_last_submit_or_are_the_last_turn() -> None
                                   ("Write it.", "python predict.py", "(no output)", None)],
                    exit_status="submitted (exit_cost)")
     full = full_of(late)
-    conv = sft_format.conversation(late, conversation_tokens(full[:2] + full[-4:]) + 40)
+    conv = sft_format.conversation(late, conversation_tokens(full[:2] + full[-3:]) + 40)
     assert [command(m) for m in conv.messages[2::2]] == ["submit", "python predict.py"]
     assert conv.dropped_turns == 5 and conv.messages[-2:] == full[-2:]
     with pytest.raises(sft_format.Unusable, match="the 2 final turn"):  # room for the last turn, not the submit's
-        sft_format.conversation(late, conversation_tokens(full[:2] + full[-2:]) + 40)
+        sft_format.conversation(late, conversation_tokens(full[:2] + full[-1:]) + 40)
     # no submit at all (the step limit, nothing to autosubmit): the last turn is kept
     unsubmitted = episode(training(4), score=None, exit_status="exit_cost")
     full = full_of(unsubmitted)
-    conv = sft_format.conversation(unsubmitted, conversation_tokens(full[:2] + full[-2:]) + 40)
+    conv = sft_format.conversation(unsubmitted, conversation_tokens(full[:2] + full[-1:]) + 40)
     assert [command(m) for m in conv.messages[2::2]] == ["python train.py --variant 3"]
     assert conv.dropped_turns == 4 and conv.messages[-1] == full[-1]
     check_conversation(conv.messages, conv.tokens)
@@ -648,10 +649,11 @@ def test_malformed_histories_are_refused() -> None:
     def stored(history: list[dict[str, Any]] | None) -> Trajectory:  # as the exports read it back
         return sft_format.parse(json.dumps({**base, "history": history}))
 
-    for history in ([], [user, reply], [system, user], [system, user, reply, reply], [system, user, reply], None):
+    for history in ([], [user, reply], [system, user], [system, user, reply, reply], None):
         with pytest.raises(sft_format.Unusable) as exc:
             sft_format.messages_of(stored(history))
         assert exc.value.reason == sft_format.MALFORMED
     turn = [system, user, reply, user]
-    assert sft_format.messages_of(stored(turn)) == turn
-    assert sft_format.messages_of(stored([*turn, reply])) == turn  # a reply without its result is left out
+    assert sft_format.messages_of(stored(turn)) == turn[:3]  # the final observation teaches nothing: left out
+    assert sft_format.messages_of(stored([*turn, reply])) == [*turn, reply]  # the final reply ends it
+    assert sft_format.messages_of(stored([system, user, reply])) == [system, user, reply]
