@@ -22,6 +22,7 @@ from pydantic import SerializerFunctionWrapHandler, model_serializer
 from domain.tasks import Direction, Payload
 
 Role = Literal["system", "user", "assistant", "tool"]
+Interface = Literal["bash", "mlgym"]  # what the solver offered the model: shell commands, or MLGym's agent interface
 CHAT_KEYS = frozenset({"role", "content", "tool_calls", "tool_call_id"})
 
 
@@ -98,13 +99,19 @@ class ModelStats(Payload):
     api_calls: int = 0
 
 
-class TrajectoryInfo(Payload):
+class TrajectoryInfo(_OptionalKeys):
+    """The episode's outcome. `interface` is written by solvers that record it (older trajectories have no
+    such key: they were all bash)."""
+
+    OPTIONAL = frozenset({"interface"})
+
     task_id: str
     attempt: int
     metric: str
     direction: Direction
     baseline_score: float
     model: str
+    interface: Interface = "bash"
     exit_status: str  # SWE-agent's: submitted, exit_cost, ..., or "submitted (<limit's status>)" on autosubmit
     exit_detail: str
     submission: str | None  # "submission.csv" when a scored submission ended the episode

@@ -17,10 +17,16 @@ submission counts as worse; an unscored `submit` restores the best copy and subm
 
 Replies are "THOUGHT: ...\\n\\n```bash\\n<one command>\\n```\\n". Optionally a share of replies is malformed
 (no block, or two), and a script of replies can stand in for the whole policy (tests, benchmarks).
+
+When the system prompt is MLGym's (its agent interface), the same plan is played with MLGym's tools and
+reply format: "DISCUSSION\\n...\\n\\n```\\n<command>\\n```\\n"; it reads baseline.py with `open baseline.py`
+and changes the constants with `edit a:b` ... `end_of_edit` over the lines the window showed (the sed
+command when the window did not show them); observations lose MLGym's step footer before they are read.
 """
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import random
@@ -41,14 +47,23 @@ VALIDATE, SUBMIT = "validate", "submit"
 BEST = "best_submission.csv"
 SAVE_BEST = f"cp submission.csv {BEST}"
 RESTORE_BEST = f"cp {BEST} submission.csv"
+OPEN_CMD = f"open {BASELINE}"  # the mlgym interface's READ_CMD
 
 CORRECTION = "Your reply could not be used:"
+MLGYM_MARK = "you're working directly in the command line with a special interface"  # MLGym's system prompt
+MLGYM_CORRECTION = "Your output was not formatted correctly."
+MLGYM_FOOTER = re.compile(r"\n?\(Current Step: \d+, Remaining Steps: -?\d+\)\n\(Open file: .*\)\n"
+                          r"\(Current directory: .*\)\nbash-\$\s*\Z")
+NO_OUTPUT = "Your command ran successfully and did not produce any output."
+EDITED = "File updated."
+WINDOW_LINE = re.compile(r"^(\d+):(.*)$", re.MULTILINE)
 MAX_TIMEOUT_RETRIES = 2  # re-issues of one step after a timeout; then it counts as failed
 MAX_SUBMIT_FALLBACKS = 2  # restore-and-submit rounds after an unscored submit
 SHELL_TAGS = {"", "bash", "sh", "shell"}
 FENCE = re.compile(r"^```([\w+-]*)[^\n]*\n(.*?)\n?^```[ \t]*$", re.DOTALL | re.MULTILINE)
 EXIT_CODE = re.compile(r"\(exit code (-?\d+)\)")
-TIMED_OUT = re.compile(r"timed out after ([\d.]+) ?s")
+TIMED_OUT = re.compile(r"timed out after ([\d.]+) ?s|TIMED OUT BECAUSE THE COMMAND WAS RUNNING FOR MORE THAN ([\d.]+) SECONDS")
+FAILURES = ("could not be scored", "Traceback (most recent call last)", "Submission artefact not found")
 EVALUATION = re.compile(r"^Evaluation Score:\s*(\{.*\})\s*$", re.MULTILINE)
 CONSTANT_LINE = re.compile(r"^[A-Z][A-Z0-9_]* = .+$", re.MULTILINE)
 
@@ -91,13 +106,21 @@ def solve_reply(messages: Sequence[dict[str, Any]], *, seed: int | None = None, 
         if not script:
             raise SolveError("the solve script is empty")
         return script[min(n_assistant, len(script) - 1)]
-    step = next_step(task_facts(messages), turns(messages), seed)
+    mlgym = is_mlgym(messages)
+    step = next_step(task_facts(messages), turns(messages), seed, mlgym)
     if malformed_now(seed, n_assistant, format_error_rate):
-        return malformed_reply(step, n_assistant)
-    return format_reply(step)
+        return malformed_reply(step, n_assistant, mlgym)
+    return format_reply(step, mlgym)
 
 
-def format_reply(step: Step) -> str:
+def is_mlgym(messages: Sequence[dict[str, Any]]) -> bool:
+    """The episode offers MLGym's agent interface: its system prompt says so."""
+    return any(m.get("role") == "system" and MLGYM_MARK in content_text(m) for m in messages)
+
+
+def format_reply(step: Step, mlgym: bool = False) -> str:
+    if mlgym:
+        return f"DISCUSSION\n{step.thought}\n\n```\n{step.command}\n```\n"
     return f"THOUGHT: {step.thought}\n\n```bash\n{step.command}\n```\n"
 
 
@@ -109,12 +132,13 @@ def malformed_now(seed: int | None, n_assistant: int, rate: float) -> bool:
     return int(digest[:8], 16) % 10_000 < rate * 10_000
 
 
-def malformed_reply(step: Step, n_assistant: int) -> str:
+def malformed_reply(step: Step, n_assistant: int, mlgym: bool = False) -> str:
     """Alternately no command block at all, or two blocks (the intended command and a second one)."""
+    head, tag = ("DISCUSSION\n", "") if mlgym else ("THOUGHT: ", "bash")
     if n_assistant % 2 == 0:
-        return f"THOUGHT: {step.thought}\n\nNext I will run {step.command} in the workspace.\n"
-    return (f"THOUGHT: {step.thought}\n\n```bash\n{step.command}\n```\n\n"
-            f"And afterwards, to see what changed:\n\n```bash\n{LIST_CMD}\n```\n")
+        return f"{head}{step.thought}\n\nNext I will run {step.command} in the workspace.\n"
+    return (f"{head}{step.thought}\n\n```{tag}\n{step.command}\n```\n\n"
+            f"And afterwards, to see what changed:\n\n```{tag}\n{LIST_CMD}\n```\n")
 
 
 # --- reading the conversation -----------------------------------------------------------------------------
@@ -170,29 +194,39 @@ def turns(messages: Sequence[dict[str, Any]]) -> list[Turn]:
             pending = action_of(m)
         elif role in ("user", "tool") and pending is not None:
             text = content_text(m)
-            if not text.startswith(CORRECTION):
-                out.append(Turn(pending, text))
+            if not text.startswith((CORRECTION, MLGYM_CORRECTION)):
+                out.append(Turn(pending, observed(text)))
             pending = None
     return out
+
+
+def observed(text: str) -> str:
+    """An observation without MLGym's footer (step, open file, directory); its no-output note is no output."""
+    text = MLGYM_FOOTER.sub("", text)
+    return "" if text.strip() == NO_OUTPUT else text
 
 
 # --- observations ------------------------------------------------------------------------------------------
 
 
 def timed_out(observation: str) -> bool:
-    return "timed out after" in observation
+    return TIMED_OUT.search(observation) is not None
 
 
 def failed(observation: str) -> bool:
-    return (EXIT_CODE.search(observation) is not None or "could not be scored" in observation
-            or timed_out(observation))
+    """A failed command: an exit code shown (bash interface), a traceback (MLGym's shows no exit code), a
+    timeout, or an unscored submission."""
+    return EXIT_CODE.search(observation) is not None or any(f in observation for f in FAILURES) or \
+        timed_out(observation)
 
 
 def failure_reason(observation: str) -> str:
     if m := TIMED_OUT.search(observation):
-        return f"it timed out after {m.group(1)} s"
+        return f"it timed out after {m.group(1) or m.group(2)} s"
     if m := EXIT_CODE.search(observation):
         return f"it exited with code {m.group(1)}"
+    if "Traceback (most recent call last)" in observation:
+        return "it raised an exception"
     return "its submission could not be scored"
 
 
@@ -200,10 +234,13 @@ def score(observation: str, metric: str) -> float | None:
     m = EVALUATION.search(observation)
     if not m or "could not be scored" in observation:
         return None
-    try:
+    try:  # JSON (the bash interface), or a Python dict as MLGym prints it
         value = json.loads(m.group(1)).get(metric)
     except (json.JSONDecodeError, AttributeError):
-        return None
+        try:
+            value = ast.literal_eval(m.group(1)).get(metric)
+        except (ValueError, SyntaxError, AttributeError):
+            return None
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
@@ -268,12 +305,57 @@ def settings_text(settings: dict[str, Any]) -> str:
     return ", ".join(f"{name} = {literal(value)}" for name, value in settings.items())
 
 
+# --- MLGym's editor ----------------------------------------------------------------------------------------
+
+
+def window_lines(observation: str) -> dict[int, str]:
+    """The numbered lines an `open`/`edit` window showed ("12:MODEL = ..."), by line number."""
+    return {int(n): text for n, text in WINDOW_LINE.findall(observation)} if "[File: " in observation else {}
+
+
+def window_source(lines: dict[int, str]) -> str:
+    return "".join(f"{lines[n]}\n" for n in sorted(lines))
+
+
+def editor_command(lines: dict[int, str], settings: dict[str, Any]) -> str | None:
+    """`edit a:b` rewriting the lines that set the constants and keeping those between them; None when the
+    window did not show them all."""
+    at: dict[str, int] = {}
+    for name in settings:
+        found = [n for n in sorted(lines) if lines[n].startswith(f"{name} = ")]
+        if not found:
+            return None
+        at[name] = found[0]
+    first, last = min(at.values()), max(at.values())
+    if any(n not in lines for n in range(first, last + 1)):
+        return None
+    new = {n: f"{name} = {literal(settings[name])}" for name, n in at.items()}
+    body = "\n".join(new.get(n, lines[n]) for n in range(first, last + 1))
+    return f"edit {first}:{last}\n{body}\nend_of_edit"
+
+
+def edit_step(edit: Edit, lines: dict[int, str], note: str) -> Step:
+    """The edit as MLGym's `edit` command when the window showed its lines, else as the sed command."""
+    command = editor_command(lines, edit.settings) if lines else None
+    if command is None:
+        return Step(f"{note}{edit.thought}", edit.command)
+    first, last = command.split("\n", 1)[0].removeprefix("edit ").split(":")
+    where = f"line {first}" if first == last else f"lines {first}-{last}"
+    return Step(f"{note}{edit.thought} In the open file that is {where}.", command)
+
+
+def applied(step: Step, observation: str) -> bool:
+    if step.command.startswith("edit "):
+        return EDITED in observation
+    return not failed(observation)
+
+
 # --- the plan ----------------------------------------------------------------------------------------------
 
 
-def next_step(facts: Facts, history: Sequence[Turn], seed: int | None) -> Step:
+def next_step(facts: Facts, history: Sequence[Turn], seed: int | None, mlgym: bool = False) -> Step:
     """Replay the plan over what was observed; a timed-out step is issued again (up to a limit)."""
-    plan = research_plan(facts, seed)
+    plan = research_plan(facts, seed, mlgym)
     step = next(plan)
     retries = 0
     for turn in history:
@@ -296,7 +378,7 @@ def retry_thought(turn: Turn) -> str:
             f"the command itself is fine, so I will run it once more before changing anything.")
 
 
-def research_plan(facts: Facts, seed: int | None) -> Plan:
+def research_plan(facts: Facts, seed: int | None, mlgym: bool = False) -> Plan:
     metric, direction = facts.metric, facts.direction
     sense = "higher" if direction == "maximize" else "lower"
     listing = yield Step(
@@ -304,15 +386,18 @@ def research_plan(facts: Facts, seed: int | None) -> Plan:
         f"and the data under data/. The baseline scores {fmt(facts.baseline_score)} on {metric} ({sense} is "
         f"better), which is the number to beat.", LIST_CMD)
     split = " and a validation split" if "valid" in listing else ""
-    source = yield Step(
-        f"The workspace has the starter code and data/ with the training and test files{split}. I'll read "
-        f"{BASELINE} first: its model and preprocessing tell me which changes are worth trying.", READ_CMD)
+    shown = yield Step(
+        f"The workspace has the starter code and data/ with the training and test files{split}. I'll "
+        f"{'open' if mlgym else 'read'} {BASELINE} first: its model and preprocessing tell me which changes are "
+        f"worth trying.", OPEN_CMD if mlgym else READ_CMD)
+    lines = window_lines(shown) if mlgym else {}
+    source = window_source(lines) if mlgym else shown
     constants = baseline_constants(source)
     model = literal(constants["MODEL"]) if "MODEL" in constants else "an unknown model"
     head = yield Step(
-        f"{BASELINE} fits MODEL = {model}, chosen through module-level constants that I can change with sed. "
-        f"Before training, a look at the first rows of data/train.csv to check the columns and the label "
-        f"format.", PEEK_CMD)
+        f"{BASELINE} fits MODEL = {model}, chosen through module-level constants that I can change with "
+        f"{'the edit command' if mlgym else 'sed'}. Before training, a look at the first rows of data/train.csv "
+        f"to check the columns and the label format.", PEEK_CMD)
     columns = len(head.splitlines()[0].split(",")) if head.strip() and not failed(head) else 0
     seen = f"The header has {columns} columns and the rows look consistent with it. " if columns > 1 else ""
     run = yield Step(
@@ -332,10 +417,13 @@ def research_plan(facts: Facts, seed: int | None) -> Plan:
         current_is_best = True
     note = ""
     for edit in choose_edits(source, facts.task_type, seed):
-        edited = yield Step(f"{note}{edit.thought}", edit.command)
-        if failed(edited):
-            note = f"The edit did not apply ({failure_reason(edited)}); I'll move on. "
+        step = edit_step(edit, lines, note)
+        edited = yield step
+        if not applied(step, edited):
+            why = failure_reason(edited) if failed(edited) else "the editor did not update the file"
+            note = f"The edit did not apply ({why}); I'll move on. "
             continue
+        lines.update(window_lines(edited))
         run = yield Step(
             f"{BASELINE} now has {settings_text(edit.settings)}. Retraining writes this model's predictions "
             f"to submission.csv.", RUN_CMD)

@@ -2,6 +2,8 @@
 
 thought_action (SWE-agent's parser): a THOUGHT, then exactly one fenced block holding the command.
 tool_call: exactly one call of the `bash` tool. Zero or several actions is a FormatError.
+discussion (MLGym's MLGymThoughtActionParser): a DISCUSSION, then one fenced block, tagged or not, whose
+command may span lines (an edit's text up to end_of_edit).
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ ActionFormat = Literal["thought_action", "tool_call"]
 SHELL_TAGS = {"", "bash", "sh", "shell"}
 FENCE = re.compile(r"^```([\w+-]*)[^\n]*\n(.*?)\n?^```[ \t]*$", re.DOTALL | re.MULTILINE)
 THOUGHT_PREFIX = re.compile(r"^\s*(THOUGHT|DISCUSSION)\s*:\s*", re.IGNORECASE)
+DISCUSSION_HEADER = re.compile(r"^\s*DISCUSSION\b[ \t]*:?\s*", re.IGNORECASE)
+ANY_BLOCK = re.compile(r"```([\s\S]*?)```")  # how MLGym counts code blocks
 ELIDED = "\n[... {n} characters elided ...]\n"
 BASH_TOOL: dict[str, Any] = {
     "type": "function",
@@ -55,6 +59,19 @@ def parse_thought_action(text: str) -> Action:
         raise FormatError("the bash block is empty: put one command in it")
     thought = THOUGHT_PREFIX.sub("", text[:start]).strip()
     return Action(thought=thought, command=command.strip())
+
+
+def parse_discussion(text: str) -> Action:
+    """MLGym's reply: more than one code block, or none with a command in it, is a FormatError (with
+    MLGym's own messages); the thought is the rest of the reply, without the DISCUSSION header."""
+    if len(ANY_BLOCK.findall(text)) > 1:
+        raise FormatError("Found more than one code block in the model response.")
+    blocks = list(FENCE.finditer(text))
+    if not blocks or not blocks[-1].group(2).strip():
+        raise FormatError("No action found in model response.")
+    m = blocks[-1]
+    thought = DISCUSSION_HEADER.sub("", (text[:m.start()] + text[m.end():]).strip(), count=1)
+    return Action(thought=thought.strip(), command=m.group(2).strip())
 
 
 def parse_tool_calls(text: str, tool_calls: list[dict[str, Any]]) -> Action:

@@ -22,12 +22,14 @@ from agents.llm_agent import LLMAgent
 from agents.runtime import AgentContext, Emit, RoleSettings
 from agents.solver.actions import BASH_TOOL, ActionFormat
 from agents.solver.environment import SandboxEnvironment
-from agents.solver.loop import Episode, EpisodeLimits
+from agents.solver.loop import Environment, Episode, EpisodeLimits, Interface
+from agents.solver.mlgym import WINDOW, mlgym_episode
 from agents.solver.record import Recorder
-from agents.taskrun import StepFailed, open_workspace
+from agents.taskrun import StepFailed, Workspace, open_workspace
 from bus import Event, Transient
 from domain.payloads import SolveRequested, TrajectoryCompleted
 from domain.tasks import TaskBundle
+from domain.trajectory import Interface as InterfaceName
 from prompts import render
 from sandbox import Backend, SandboxSettings, SandboxUnavailable, backend_for
 
@@ -47,14 +49,28 @@ def workspace_files(b: TaskBundle) -> list[str]:
     return sorted({*b.starter_files, "sample_submission.csv"} & set(b.files))
 
 
+def task_facts(p: SolveRequested) -> dict[str, Any]:
+    b = p.bundle
+    return {"task_id": b.task_id, "task_type": b.task_type, "metric": b.metric, "direction": b.direction,
+            "baseline_score": p.baseline_score, "training_timeout": b.training_timeout}
+
+
+def task_description(b: TaskBundle) -> str:
+    """The description with the dataset's documentation filled in, as MLGym fills `{dataset_docs}`."""
+    docs = f"{b.dataset_name.upper()}:\n{b.dataset_description}".strip()
+    return b.description.replace("{dataset_docs}", docs)
+
+
 def instance_prompt(p: SolveRequested) -> str:
     b = p.bundle
-    docs = f"{b.dataset_name.upper()}:\n{b.dataset_description}".strip()
-    facts = {"task_id": b.task_id, "task_type": b.task_type, "metric": b.metric, "direction": b.direction,
-             "baseline_score": p.baseline_score, "training_timeout": b.training_timeout}
-    return render("solver_instance", name=b.name, description=b.description.replace("{dataset_docs}", docs),
-                  metric=b.metric, direction=b.direction, baseline_score=p.baseline_score,
-                  files=workspace_files(b), facts=facts)
+    return render("solver_instance", name=b.name, description=task_description(b), metric=b.metric,
+                  direction=b.direction, baseline_score=p.baseline_score, files=workspace_files(b),
+                  facts=task_facts(p))
+
+
+def mlgym_instance_prompt(p: SolveRequested, max_steps: int, cwd: str) -> str:
+    return render("mlgym_instance", description=task_description(p.bundle).strip(), facts=task_facts(p),
+                  max_steps=max_steps, cwd=cwd).rstrip("\n")
 
 
 _EPISODE = EpisodeLimits()  # the episode's defaults, stated once in loop.py
@@ -63,7 +79,9 @@ _EPISODE = EpisodeLimits()  # the episode's defaults, stated once in loop.py
 class SolverSettings(RoleSettings):
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)  # the shared `sandbox_*` section
     action_format: ActionFormat = Field("thought_action", description="thought_action (one fenced bash block) "
-                                        "or tool_call (one `bash` tool call)")
+                                        "or tool_call (one `bash` tool call); the bash interface's")
+    interface: InterfaceName = Field("bash", description="bash (shell commands) or mlgym (MLGym's default agent: "
+                                     "its prompts, DISCUSSION + one command, its file viewer and editor)")
     max_steps: int = Field(_EPISODE.max_steps, ge=1, description="model calls per episode")
     max_cost_usd: float = Field(_EPISODE.max_cost_usd, gt=0, description="model cost per episode")
     max_tokens: int = Field(_EPISODE.max_tokens, ge=1, description="tokens sent + received per episode")
@@ -90,22 +108,23 @@ class SolverAgent(LLMAgent):
     def __init__(self, ctx: AgentContext, settings: SolverSettings | None = None) -> None:
         super().__init__(ctx, settings)
         self.limits = self.settings.limits()
-        self.action_format: ActionFormat = self.settings.action_format
+        self.interface: InterfaceName = self.settings.interface
+        # MLGym's replies are a DISCUSSION and one command block: no tool calls
+        self.action_format: ActionFormat = "thought_action" if self.interface == "mlgym" else self.settings.action_format
         self.command_timeout_s = self.settings.command_timeout_s
         self.backend: Backend = backend_for(self.settings.sandbox)
 
     async def work(self, event: Event) -> Sequence[Emit]:
         p = event.payload_as(SolveRequested)
-        recorder = self.recorder(p)
         raw = await fetch_dataset(self.ctx.bus, p.bundle.data, self.ctx.data_dir / "cache" / "datasets")
         workdir = Path(tempfile.mkdtemp(prefix=f"solve-{p.bundle.task_id}-{p.attempt}-", dir=self.ctx.data_dir))
         try:
-            await self.episode(p, raw, workdir, recorder)
+            recorder = await self.episode(p, raw, workdir)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
         return [Emit(completed(p, recorder))]
 
-    async def episode(self, p: SolveRequested, raw: Path, workdir: Path, recorder: Recorder) -> None:
+    async def episode(self, p: SolveRequested, raw: Path, workdir: Path) -> Recorder:
         try:
             ws = await open_workspace(self.backend, p.bundle, raw, workdir,
                                       self.settings.sandbox.limits(float(p.bundle.training_timeout)),
@@ -113,25 +132,40 @@ class SolverAgent(LLMAgent):
         except SandboxUnavailable as exc:  # the machine's sandbox, not the task: retried later
             raise Transient(f"sandbox unavailable: {exc}") from None
         except StepFailed as exc:  # a validated task that no longer prepares: an attempt that errored
+            recorder = self.recorder(p, cwd="n/a")
             recorder.finish("exit_error", f"the workspace could not be prepared: {exc}", submitted=False)
-            return
+            return recorder
         try:
-            env = SandboxEnvironment(ws, self.command_timeout_s, float(p.bundle.training_timeout))
-            baseline = {p.bundle.metric: p.baseline_score}
+            recorder = self.recorder(p, cwd=ws.session.workdir)
+            env, interface = self.surroundings(p, ws)
             await Episode(LLMModel(self.llm, p.attempt, self.action_format), env, self.limits, recorder,
-                          self.action_format, baseline).run()
+                          self.action_format, {p.bundle.metric: p.baseline_score}, interface).run()
+            return recorder
         finally:
             await ws.close()
 
-    def recorder(self, p: SolveRequested) -> Recorder:
+    def surroundings(self, p: SolveRequested, ws: Workspace) -> tuple[Environment, Interface | None]:
+        """The environment the episode's commands run in and the interface the model sees (None: bash)."""
+        env = SandboxEnvironment(ws, self.command_timeout_s, float(p.bundle.training_timeout))
+        if self.interface == "mlgym":
+            return mlgym_episode(env, ws.session.workdir, self.limits.max_steps)
+        return env, None
+
+    def recorder(self, p: SolveRequested, cwd: str) -> Recorder:
         b = p.bundle
-        system = render("solver_system", action_format=self.action_format, max_steps=self.limits.max_steps,
-                        training_timeout=b.training_timeout, command_timeout=round(self.command_timeout_s))
+        if self.interface == "mlgym":
+            system = render("mlgym_system", window=WINDOW, training_timeout=b.training_timeout).rstrip("\n")
+            instance = mlgym_instance_prompt(p, self.limits.max_steps, cwd)
+        else:
+            system = render("solver_system", action_format=self.action_format, max_steps=self.limits.max_steps,
+                            training_timeout=b.training_timeout, command_timeout=round(self.command_timeout_s))
+            instance = instance_prompt(p)
         info = {"task_id": b.task_id, "attempt": p.attempt, "metric": b.metric, "direction": b.direction,
-                "baseline_score": p.baseline_score, "model": self.llm.endpoint.model}
-        replay = {"action_format": self.action_format, "seed": p.attempt, "limits": asdict(self.limits),
-                  "command_timeout_s": self.command_timeout_s, "model": self.llm.endpoint.model}
-        return Recorder(system, instance_prompt(p), info, replay, f"gymforge:{self.backend.name}",
+                "baseline_score": p.baseline_score, "model": self.llm.endpoint.model, "interface": self.interface}
+        replay = {"interface": self.interface, "action_format": self.action_format, "seed": p.attempt,
+                  "limits": asdict(self.limits), "command_timeout_s": self.command_timeout_s,
+                  "model": self.llm.endpoint.model}
+        return Recorder(system, instance, info, replay, f"gymforge:{self.backend.name}",
                         tool_mode=self.action_format == "tool_call")
 
 

@@ -7,9 +7,10 @@ training_timeout, as in MLGym. `score()` checks submission.csv and runs the hidd
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from agents.solver.loop import Output, Scored, ScoreError
+from agents.solver.loop import NoSubmission, Output, Scored, ScoreError
 from agents.taskrun import StepFailed, Workspace, check_submission_format
 
 STEP_TAG = re.compile(r"^\[\w+\] ")
@@ -26,7 +27,11 @@ class SandboxEnvironment:
         return self.training_timeout_s if TRAINING.search(command) else self.command_timeout_s
 
     async def execute(self, command: str, timeout: float) -> Output:
-        r = await self.workspace.session.exec(command, timeout=timeout)
+        return await self.run(command, timeout)
+
+    async def run(self, command: str | Sequence[str], timeout: float, env: Mapping[str, str] | None = None) -> Output:
+        """A command (a str runs under /bin/sh -c, a sequence as argv) with extra environment variables."""
+        r = await self.workspace.session.exec(command, timeout=timeout, env=env)
         return Output(stdout=r.stdout, stderr=r.stderr, exit_code=r.exit_code, duration_s=r.duration_s,
                       timed_out=r.timed_out, oom_killed=r.oom_killed)
 
@@ -35,7 +40,7 @@ class SandboxEnvironment:
         try:
             submission = await ws.session.get("submission.csv")
         except OSError:
-            raise ScoreError("there is no submission.csv in the workspace; write your predictions there") from None
+            raise NoSubmission("there is no submission.csv in the workspace; write your predictions there") from None
         try:
             check_submission_format(ws.bundle.files.get("sample_submission.csv", ""), submission)
             score = await ws.evaluate()

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from agents.llm import Completion
-from agents.solver.actions import Action, ActionFormat, FormatError, command_output, parse_action
+from agents.solver.actions import Action, ActionFormat, FormatError
+from agents.solver.interface import BashInterface
 from agents.solver.record import Recorder, Step
 from domain.tokens import conversation_tokens
 from domain.trajectory import FormatCorrection
-from prompts import render
 
 
 class Model(Protocol):
@@ -45,10 +45,26 @@ class ScoreError(Exception):
     """The submission cannot be scored; the message says why (shown to the model)."""
 
 
+class NoSubmission(ScoreError):
+    """There is no submission file to score."""
+
+
 class Environment(Protocol):
     def timeout_for(self, command: str) -> float: ...
     async def execute(self, command: str, timeout: float) -> Output: ...
     async def score(self) -> Scored: ...
+
+
+class Interface(Protocol):
+    """What the model writes and reads: its reply format, and the text of each observation (interface.py:
+    the bash one; mlgym.py: MLGym's)."""
+
+    def parse(self, reply: Completion) -> Action: ...
+    def correction(self, problem: str) -> str: ...
+    def output(self, out: Output, limit: int) -> str: ...
+    def timeout(self, out: Output, seconds: float, limit: int) -> str: ...
+    def scored(self, scored: Scored | None, error: ScoreError | None, baseline: dict[str, float]) -> str: ...
+    def observation(self, text: str, step: int) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -93,8 +109,13 @@ class Episode:
     recorder: Recorder
     action_format: ActionFormat = "thought_action"
     baseline: dict[str, float] = field(default_factory=dict)
+    interface: Interface | None = None  # None: the bash interface in `action_format`
     started: float = 0.0
     timeouts: int = 0
+    ui: Interface = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.ui = self.interface or BashInterface(self.action_format)
 
     async def run(self) -> Recorder:
         self.started = time.monotonic()
@@ -109,6 +130,7 @@ class Episode:
         self.check_limits()
         turn = await self.next_action()
         observation, score, execution_time = await self.execute(turn.action)
+        observation = self.ui.observation(observation, len(self.recorder.steps) + 1)
         self.recorder.add_step(Step(turn.reply, turn.action, observation, execution_time, score,
                                     turn.corrections, turn.model_time))
         if turn.action.special == "submit" and score is not None:
@@ -122,8 +144,7 @@ class Episode:
             reply = await self.query(self.recorder.messages() + extra)
             model_time += reply.latency_s
             try:
-                return Turn(reply, parse_action(reply.text, reply.tool_calls, self.action_format), corrections,
-                            model_time)
+                return Turn(reply, self.ui.parse(reply), corrections, model_time)
             except FormatError as exc:
                 corrections.append(FormatCorrection(reply=reply.text, problem=str(exc)))
                 if len(corrections) > self.limits.max_format_errors:
@@ -137,8 +158,7 @@ class Episode:
             bad["tool_calls"] = reply.tool_calls
         answers = [{"role": "tool", "tool_call_id": c.get("id"), "content": "not run: " + problem}
                    for c in reply.tool_calls]
-        text = render("solver_format", problem=problem, action_format=self.action_format)
-        return [bad, *answers, {"role": "user", "content": text}]
+        return [bad, *answers, {"role": "user", "content": self.ui.correction(problem)}]
 
     async def query(self, messages: list[dict[str, Any]]) -> Completion:
         self.check_budget(messages)
@@ -157,14 +177,9 @@ class Episode:
         out = await self.env.execute(action.command, timeout)
         if out.timed_out:
             self.timeouts += 1
-            shown = command_output(out.stdout, out.stderr, 0, self.limits.observation_chars // 2)
-            text = render("solver_timeout", seconds=round(timeout), output="" if shown == "(no output)" else shown)
-            return text, None, out.duration_s
+            return self.ui.timeout(out, timeout, self.limits.observation_chars // 2), None, out.duration_s
         self.timeouts = 0
-        text = command_output(out.stdout, out.stderr, out.exit_code, self.limits.observation_chars)
-        if out.oom_killed:
-            text += "\n(killed: out of memory)"
-        return text, None, out.duration_s
+        return self.ui.output(out, self.limits.observation_chars), None, out.duration_s
 
     async def score(self, word: str) -> tuple[str, float | None, float]:
         started = time.monotonic()
@@ -173,12 +188,11 @@ class Episode:
         except ScoreError as exc:
             if word == "validate":
                 self.recorder.validate_scores.append(None)
-            return render("solver_validate", error=str(exc), baseline={}, metrics={}), None, time.monotonic() - started
+            return self.ui.scored(None, exc, self.baseline), None, time.monotonic() - started
         if word == "validate":
             self.recorder.validate_scores.append(scored.value)
         self.recorder.last_scored = scored
-        text = render("solver_validate", error=None, baseline=self.baseline, metrics=scored.metrics)
-        return text, scored.value, time.monotonic() - started
+        return self.ui.scored(scored, None, self.baseline), scored.value, time.monotonic() - started
 
     # --- limits --------------------------------------------------------------------------------
 
