@@ -11,7 +11,7 @@ from typing import Any
 
 import datasets
 
-from catalog.convert import standardize
+from catalog.convert import drop_missing_labels, standardize
 from catalog.features import SCALAR_TYPES, class_names, features_to_types
 from catalog.layout import json_safe, quiet_progress, write_layout
 from catalog.models import DatasetProfile, DatasetUnavailable
@@ -131,6 +131,8 @@ class ParquetConversion:
             dsd = datasets.DatasetDict(
                 {split: self._load(split, files) for split, files in self.paths.items()}
             )
+            if all(self.label in ds.column_names for ds in dsd.values()):  # before a stratified cut of train
+                dsd = drop_missing_labels(dsd, self.label)
             dsd = normalize_splits(dsd, self.task_type, self.label, self.time_column)
             dsd, fields = standardize(
                 dsd,

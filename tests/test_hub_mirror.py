@@ -35,16 +35,19 @@ from tests.helpers.mirror import session_mirror
 from tests.test_runtime import wait_until_count
 from tests.test_tasks_pipeline import rows, settings_for, start_roles
 
-PLANTED = {"acme/penguins-gated": {"gated": True}, "acme/iris-nc": {"license": "cc-by-nc-4.0"}}
+PLANTED = {"acme/penguins-gated": {"gated": True}, "acme/iris-nc": {"license": "cc-by-nc-4.0"},
+           "acme/penguins-sex": {}}
 
 
 def planted_tables() -> list[Table]:
-    """Two real tables under planted ids: one gated, one with a non-commercial license."""
+    """Three real tables under planted ids: one gated, one with a non-commercial license, one whose label
+    (the penguins' sex) is missing in 11 rows."""
     from palmerpenguins import load_penguins
     from sklearn.datasets import load_iris
 
     frames = {"acme/penguins-gated": (load_penguins, "species"),
-              "acme/iris-nc": (lambda: load_iris(as_frame=True).frame, "target")}
+              "acme/iris-nc": (lambda: load_iris(as_frame=True).frame, "target"),
+              "acme/penguins-sex": (load_penguins, "sex")}
     tables = []
     for dataset_id, (load, label) in frames.items():
         meta = {"id": dataset_id, "pretty_name": dataset_id.split("/")[1], "description": f"{dataset_id} (planted)",
@@ -87,8 +90,9 @@ def test_huggingface_hub_reads_the_mirror_as_the_hub(mirror_root: Path) -> None:
     with serve_in_thread(mirror_root) as base:
         api = HfApi(endpoint=base)
         everything = list(api.list_datasets(limit=100))
-        assert len(everything) == 16 and all(d.sha and d.id for d in everything)
-        assert [d.id for d in api.list_datasets(search="penguins")] == ["acme/penguins-gated", "builtin/penguins"]
+        assert len(everything) == 17 and all(d.sha and d.id for d in everything)
+        assert [d.id for d in api.list_datasets(search="penguins")] == ["acme/penguins-gated", "acme/penguins-sex",
+                                                                        "builtin/penguins"]
         forecasting = {d.id for d in api.list_datasets(filter="task_categories:time-series-forecasting")}
         assert forecasting == {"builtin/sunspots", "builtin/co2", "builtin/macrodata", "builtin/seattle_weather"}
         assert [d.id for d in api.list_datasets(author="acme", filter="license:cc-by-nc-4.0")] == ["acme/iris-nc"]
@@ -187,6 +191,11 @@ async def test_the_hub_client_searches_describes_and_materializes_through_the_mi
         written = await hub.materialize("builtin/sunspots", tmp_path / "out", task_type="time_series_forecasting")
     assert written.time_column == "year" and written.label_column == "sunactivity"
     assert written.split_sizes == {"train": 247, "test": 62}
+    # one split, 11 of 344 labels missing: the unlabelled rows go before train is cut (stratified) into two
+    async with HubCatalog(mirror.base_url, mirror.base_url) as hub:
+        sexed = await hub.materialize("acme/penguins-sex", tmp_path / "sex", task_type="tabular_classification",
+                                      input_columns=["bill_length_mm", "flipper_length_mm"], label_column="sex")
+    assert sum(sexed.split_sizes.values()) == 333 and sexed.class_names["sex"] == ["female", "male"]
 
 
 # --- proposer -> mirror -> verifier -> coder ------------------------------------------------------------------
@@ -297,7 +306,7 @@ async def payloads(db: Path, event_type: str) -> list[dict[str, Any]]:
 
 def test_index_round_trips(mirror_root: Path) -> None:
     index = MirrorIndex.model_validate_json((mirror_root / "index.json").read_text())
-    assert len(index.datasets) == 16 and not index.skipped
+    assert len(index.datasets) == 17 and not index.skipped
 
 
 
@@ -306,7 +315,7 @@ def test_index_round_trips(mirror_root: Path) -> None:
 
 async def test_hub_commands_list_show_and_serve(mirror_root: Path, data_dir: Path) -> None:
     listed = await gymforge("hub", "list", "--json", "--dir", str(mirror_root), url="nats://127.0.0.1:9", data_dir=data_dir)
-    assert listed.code == 0 and len(json.loads(listed.out)) == 16
+    assert listed.code == 0 and len(json.loads(listed.out)) == 17
     shown = await gymforge("hub", "show", "builtin/iris", "--dir", str(mirror_root), url="nats://127.0.0.1:9",
                            data_dir=data_dir)
     assert json.loads(shown.out)["cardData"]["task_categories"] == ["tabular-classification"]
@@ -316,7 +325,7 @@ async def test_hub_commands_list_show_and_serve(mirror_root: Path, data_dir: Pat
         stderr=asyncio.subprocess.PIPE)
     try:
         line = await asyncio.wait_for(proc.stderr.readline(), 60)  # type: ignore[union-attr]
-        assert f"127.0.0.1:{port}" in line.decode() and "16 datasets" in line.decode()
+        assert f"127.0.0.1:{port}" in line.decode() and "17 datasets" in line.decode()
         status, body, _ = await get(f"http://127.0.0.1:{port}/api/datasets?search=iris")
         assert status == 200 and [d["id"] for d in body] == ["acme/iris-nc", "builtin/iris"]
         busy = await gymforge("hub", "serve", "--dir", str(mirror_root), "--port", str(port),
