@@ -2,7 +2,7 @@
 verifier against it, with the Hub response cache and without it (hf_cache_ttl_s=0: every answer asked
 again, revalidated by its ETag), side by side.
 
-    .venv/bin/python bench/bench_hub.py [--topics 40] [--repeats 3] [--mirror DIR]
+    .venv/bin/python bench/bench_hub.py [--topics 48] [--repeats 3] [--latency-ms 0] [--mirror DIR]
 
 The mirror is built once into a temporary directory (or `--mirror DIR` is used as it is; then no build is
 timed). Each repeat, for each side (the order swaps every repeat), on a fresh nats-server and data dir: the
@@ -54,9 +54,10 @@ class Sample:
 
 
 class CountingMirror(MirrorServer):
-    """The mirror, counting the requests it answers."""
+    """The mirror, counting the requests it answers, each after `latency_s` (the real Hub is ~0.1-0.3 s away)."""
 
     requests = 0
+    latency_s = 0.0
 
     def app(self) -> web.Application:
         built = super().app()
@@ -64,19 +65,21 @@ class CountingMirror(MirrorServer):
         @web.middleware
         async def count(request: web.Request, handler: Any) -> web.StreamResponse:
             self.requests += 1
+            await asyncio.sleep(self.latency_s)
             return await handler(request)
 
         built.middlewares.insert(0, count)
         return built
 
 
-async def one_run(root: Path, ttl_s: float, topics: int, know: tuple[dict[str, Any], ...]) -> Sample:
+async def one_run(root: Path, ttl_s: float, topics: int, know: tuple[dict[str, Any], ...], latency_s: float) -> Sample:
     with tempfile.TemporaryDirectory(prefix="bench-hub-") as tmp:
         data_dir = Path(tmp) / "data"
         data_dir.mkdir()
         async with EmbeddedNats(Path(tmp) / "nats", port=0) as nats_server, \
                 TeacherServer(config=TeacherConfig(knowledge=know)) as teacher:
             mirror = CountingMirror(root)
+            mirror.latency_s = latency_s
             await mirror.start()
             bus = await Bus.connect(BusSettings(url=nats_server.url), types=PAYLOADS)
             try:
@@ -146,13 +149,13 @@ async def main(args: argparse.Namespace) -> None:
         index = load_index(root)
         know = tuple(knowledge(index))
         print(f"mirror: {len(index.datasets)} datasets, {len(know)} the offline teacher knows; "
-              f"{args.topics} topics x {args.repeats} repeats per side")
+              f"{args.topics} topics x {args.repeats} repeats per side, {args.latency_ms} ms per Hub answer")
         sides = {"cache (ttl 1 day)": 86400.0, "no cache (ttl 0)": 0.0}
         samples: dict[str, list[Sample]] = {name: [] for name in sides}
         for repeat in range(args.repeats):
             order = list(sides) if repeat % 2 == 0 else list(reversed(sides))
             for name in order:
-                sample = await one_run(root, sides[name], args.topics, know)
+                sample = await one_run(root, sides[name], args.topics, know, args.latency_ms / 1000)
                 samples[name].append(sample)
                 print(f"  repeat {repeat + 1} {name}: {sample.topics} topics, {sample.topics_per_min:.1f} topics/min, "
                       f"{sample.requests} Hub requests, {sample.seconds:.1f} s", flush=True)
@@ -169,6 +172,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--topics", type=int, default=48, help="topics asked for, spread over the domains")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="added to every Hub answer")
     parser.add_argument("--mirror", type=Path, default=None, help="a built mirror to use (no build timed)")
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(main(parser.parse_args()))
