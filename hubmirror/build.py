@@ -13,7 +13,7 @@ import logging
 import os
 import shutil
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,13 +47,6 @@ class Table:
 
     meta: dict[str, Any]  # MirrorEntry's fields but sha and splits
     splits: dict[str, Callable[[], datasets.Dataset]]
-
-
-@dataclass
-class BuildReport:
-    index: MirrorIndex
-    seconds: float = 0.0
-    written: list[str] = field(default_factory=list)
 
 
 def build_mirror(root: Path, *, force: bool = False, tables: Iterable[Table] | None = None) -> MirrorIndex:

@@ -12,7 +12,6 @@ data needs a token (any token: this stand-in cannot check grants); its info is p
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -234,7 +233,3 @@ async def etags(request: web.Request, handler: Any) -> web.StreamResponse:
             return web.Response(status=304, headers={"ETag": etag})
         resp.headers["ETag"] = etag
     return resp
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, indent=1)
