@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from domain.tasks import TASK_TYPES
 from gymforge.app import load_mirror, mirror_dir, start_mirror, with_settings
 from gymforge.commands import serve_until_signalled
 from gymforge.config import Settings
@@ -27,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--port", type=int, default=None, help="default: hf_mirror_port (8767)")
     ls = hsub.add_parser("list", help="the mirror's datasets, a line each")
     ls.add_argument("--json", action="store_true", help="the index entries as JSON")
-    ls.add_argument("--task-type", default=None, help="only datasets with this task type")
+    ls.add_argument("--task-type", default=None, choices=TASK_TYPES, help="only datasets with this task type")
     ls.add_argument("--domain", default=None, help="only datasets in this domain")
     sh = hsub.add_parser("show", help="one dataset as the Hub API describes it")
     sh.add_argument("dataset_id")
