@@ -18,11 +18,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from agents.artifacts import fetch_dataset
 from agents.llm_agent import LLMAgent
 from agents.replies import ReplyError, files, first_json
-from agents.runtime import Emit
+from agents.runtime import AgentContext, Emit, RoleSettings
 from bus import Event
 from domain.payloads import DatasetVerified, TaskDrafted, TaskRejected
 from domain.tasks import TaskBundle
 from prompts import render
+from sandbox import SandboxSettings
+from sandbox.runtimes import Runtime
 
 REQUIRED_FILES = ("prepare.py", "baseline.py", "evaluate.py", "sample_submission.csv")
 
@@ -70,19 +72,35 @@ def card_for_bundle(b: TaskBundle, raw_dir: Path) -> dict[str, Any]:
     return card
 
 
+def coder_system(runtime: Runtime) -> str:
+    """The system prompt of the coder and the debugger: it lists exactly the task runtime's packages."""
+    return render("coder_system", runtime=runtime)
+
+
+class CoderSettings(RoleSettings):
+    sandbox: SandboxSettings = Field(default_factory=SandboxSettings)  # the shared `sandbox_*` section (task_runtime)
+
+
 class CoderAgent(LLMAgent):
     role = "coder"
     consumes = (DatasetVerified,)
     produces = (TaskDrafted, TaskRejected)
     ack_wait_s = 120.0
+    Settings = CoderSettings
+    settings: CoderSettings
+
+    def __init__(self, ctx: AgentContext, settings: CoderSettings | None = None) -> None:
+        super().__init__(ctx, settings)
+        self.runtime = self.settings.sandbox.task_runtime
 
     async def work(self, event: Event) -> Sequence[Emit]:
         d = event.payload_as(DatasetVerified)
         task_id = task_id_for(d.dataset_id, event.id)
         raw = await fetch_dataset(self.ctx.bus, d.data, self.ctx.data_dir / "cache" / "datasets")
         card = card_for(d, raw)
-        messages = [{"role": "system", "content": render("coder_system")},
-                    {"role": "user", "content": render("write_task", topic=d.topic, card=card, task_id=task_id)}]
+        messages = [{"role": "system", "content": coder_system(self.runtime)},
+                    {"role": "user", "content": render("write_task", topic=d.topic, card=card, task_id=task_id,
+                                                       runtime=self.runtime)}]
         try:
             meta, written = await self.ask(messages, "write_task", parse_bundle)
         except ReplyError as exc:

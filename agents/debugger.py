@@ -16,7 +16,7 @@ from pathlib import Path
 from pydantic import Field
 
 from agents.artifacts import fetch_dataset
-from agents.coder import card_for_bundle
+from agents.coder import card_for_bundle, coder_system
 from agents.llm_agent import LLMAgent
 from agents.replies import ReplyError, explanation, files
 from agents.runtime import AgentContext, Emit, RoleSettings
@@ -48,6 +48,7 @@ class DebuggerAgent(LLMAgent):
     produces = (TaskValidated, SolveRequested, TaskDrafted, TaskRejected)
     ack_wait_s = 120.0
     default_concurrency = 2
+    runs_task_code = True
     Settings = DebuggerSettings
     settings: DebuggerSettings
 
@@ -104,7 +105,8 @@ class DebuggerAgent(LLMAgent):
                                       last_error=error[-4000:]))]
         prompt = render("fix_task", error=error[-6000:], card=card_for_bundle(b, raw), files=b.files,
                         round=d.revision + 1, max_rounds=self.max_rounds)
-        messages = [{"role": "system", "content": render("coder_system")}, {"role": "user", "content": prompt}]
+        messages = [{"role": "system", "content": coder_system(self.settings.sandbox.task_runtime)},
+                    {"role": "user", "content": prompt}]
         try:
             changed, why = await self.ask(messages, "fix_task", parse_fix)
         except ReplyError as exc:

@@ -81,6 +81,7 @@ class Agent:
     produces: ClassVar[tuple[type[EventPayload], ...]] = ()
     consumes_everything: ClassVar[bool] = False  # every subject (the sink), whatever `consumes` says
     spends_budget: ClassVar[bool] = False  # new work pauses while the model budget is spent
+    runs_task_code: ClassVar[bool] = False  # runs task code in the sandbox: needs the task runtime's packages
     ack_wait_s: ClassVar[float] = 60.0
     default_concurrency: ClassVar[int] = 4
     Settings: ClassVar[type[RoleSettings]] = RoleSettings

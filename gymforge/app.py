@@ -20,6 +20,7 @@ from bus.server import url_answers
 from domain.payloads import PAYLOADS
 from gymforge.config import Settings, role_settings
 from gymforge.errors import UserError
+from sandbox.runtimes import unavailable
 
 __all__ = ["MODEL_ROLES", "ROLES", "build_agent"]
 
@@ -217,6 +218,9 @@ def build_agent(role: str, bus: Bus, s: Settings, gate: Callable[[], str | None]
     cls = ROLES.get(role)
     if cls is None:
         raise UserError(f"unknown role {role!r}: choose one of {', '.join(ROLES)}")
+    why = unavailable(s.sandbox.task_runtime, s.sandbox.backend) if cls.runs_task_code else None
+    if why:
+        raise UserError(why)
     ctx = AgentContext(bus=bus, data_dir=s.data_dir, gate=gate if cls.spends_budget else None, models=models(s))
     agent = cls(ctx, role_settings(cls, s))
     if s.ack_wait_s is not None:  # heartbeats keep long work alive; a short wait redelivers a crash's work sooner

@@ -35,7 +35,7 @@ def _backend(args: argparse.Namespace) -> sandbox.Backend:
     """--backend, else the `sandbox` setting; the process backend only with sandbox_allow_process."""
     s: SandboxSettings = args.settings.sandbox
     try:
-        return sandbox.get_backend(args.backend or s.backend, allow_process=s.allow_process, image=s.image,
+        return sandbox.get_backend(args.backend or s.backend, allow_process=s.allow_process, image=s.docker_image,
                                    gpu_lib_dirs=s.gpu_lib_dirs)
     except sandbox.SandboxUnavailable as e:
         raise UserError(str(e)) from None
@@ -112,7 +112,8 @@ def kill_reason(r: ExecResult, limits: Limits) -> str | None:
 def cmd_check(args: argparse.Namespace) -> int:
     from sandbox.check import run_checks
 
-    report = _run(run_checks(_backend(args)))
+    runtime = args.settings.sandbox.runtime
+    report = _run(run_checks(_backend(args), runtime=runtime))
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
     else:
@@ -123,8 +124,18 @@ def cmd_check(args: argparse.Namespace) -> int:
         for limit, how in report.enforcement.items():
             print(f"  enforced   {limit}: {how}")
         print(f"  gpus       {report.gpus.describe()}")
+        print(f"  runtime    {runtime_line(report.runtime)}")
         print("all contained" if report.ok else "NOT all contained: do not run untrusted code with this backend")
     return 0 if report.ok else 1
+
+
+def runtime_line(r: Any) -> str:
+    """`torch: numpy 2.3.1, ..., torch 2.13.0+cpu (1 thread)` or what is missing."""
+    found = ", ".join(f"{name} {version}" for name, version in r.versions.items())
+    if r.missing:
+        return f"{r.name}: MISSING {'; '.join(f'{m} ({why})' for m, why in r.missing.items())}; found {found or 'nothing'}"
+    threads = f" ({r.threads} thread{'s' if r.threads != '1' else ''})" if r.threads else ""
+    return f"{r.name}: {found}{threads}"
 
 
 # --- build-image / podman-service -----------------------------------------------------------------------
@@ -132,6 +143,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_build_image(args: argparse.Namespace) -> int:
     from sandbox.docker_backend import connect
     from sandbox.image import build_image, default_ca_bundle, import_rootfs, make_rootfs
+    from sandbox.runtimes import get_runtime, image_tag
 
     try:
         client = connect()
@@ -147,13 +159,16 @@ def cmd_build_image(args: argparse.Namespace) -> int:
     ca = Path(args.ca_bundle) if args.ca_bundle else default_ca_bundle()
     import docker
 
+    runtime = get_runtime(args.runtime or args.settings.sandbox.runtime)
+    tag = args.tag or image_tag(runtime)
     try:
-        image_id = build_image(client, args.tag, args.base, args.packages, ca, log=lambda line: print(line, file=sys.stderr))
+        image_id = build_image(client, runtime, tag, args.base, args.packages, ca, pip_args=args.pip_args or "",
+                               log=lambda line: print(line, file=sys.stderr))
     except docker.errors.BuildError as e:
         raise UserError(f"image build failed: {e.msg}; is the base {args.base} there? (--rootfs or --debootstrap)") from None
     except docker.errors.APIError as e:
         raise UserError(f"image build failed: {e.explanation or e}") from None
-    print(f"built {args.tag} ({image_id[:19]})")
+    print(f"built {tag} ({image_id[:19]}) for the {runtime.name} task runtime")
     return 0
 
 
@@ -177,7 +192,8 @@ def cmd_podman_service(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from sandbox.image import DEFAULT_BASE, DEFAULT_IMAGE
+    from sandbox.image import DEFAULT_BASE
+    from sandbox.runtimes import RUNTIMES
 
     p = sub.add_parser("sandbox", help="run code in the sandbox, check it, build its image")
     s = p.add_subparsers(dest="sandbox_command", required=True)
@@ -201,12 +217,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.set_defaults(func=cmd_check)
 
     b = s.add_parser("build-image", help="build the docker backend's image (sandbox/Dockerfile) with the SDK")
-    b.add_argument("--tag", default=DEFAULT_IMAGE)
+    b.add_argument("--runtime", choices=list(RUNTIMES), help="the task runtime profile (default: task_runtime)")
+    b.add_argument("--tag", help="default: the runtime's image, gymforge-sandbox:latest (sklearn) or :torch")
     b.add_argument("--base", default=DEFAULT_BASE, help=f"base image (default {DEFAULT_BASE}, imported locally)")
     b.add_argument("--rootfs", help="import this rootfs directory or tarball as the base first")
     b.add_argument("--debootstrap", action="store_true", help="make the base with debootstrap first (root)")
     b.add_argument("--packages", help="pip requirements (default: the task runtime, pinned to this venv)")
     b.add_argument("--ca-bundle", help="CA bundle pip trusts during the build (default: $PIP_CERT if set)")
+    b.add_argument("--pip-args", help="extra pip arguments, e.g. an --index-url serving CPU-only torch wheels")
     b.set_defaults(func=cmd_build_image)
 
     ps = s.add_parser("podman-service", help="serve podman's Docker API (configured for this machine)")

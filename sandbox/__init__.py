@@ -40,7 +40,7 @@ def get_backend(name: str | None = None, *, allow_process: bool = False, image: 
 
 
 def backend_for(settings: SandboxSettings) -> Backend:
-    return get_backend(settings.backend, allow_process=settings.allow_process, image=settings.image,
+    return get_backend(settings.backend, allow_process=settings.allow_process, image=settings.docker_image,
                        gpu_lib_dirs=settings.gpu_lib_dirs)
 
 

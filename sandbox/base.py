@@ -31,6 +31,7 @@ class Limits:
     network: bool = False
     disk_bytes: int = 8 * 1024**3  # what the workspace, /tmp and writable mounts may hold together
     gpus: str | None = None  # None: no GPU; "all" or device indices "0,1" (sandbox/gpu.py)
+    thread_caps: bool = True  # thread pools sized to `cpus` (off: each library picks, usually one per host core)
 
 
 DEFAULT_LIMITS = Limits()
@@ -152,7 +153,7 @@ def base_env(limits: Limits, workdir: str, tmpdir: str = "/tmp", runtime_bin: st
         "MPLBACKEND": "Agg",
         "HF_HUB_OFFLINE": "1",
         "HF_DATASETS_OFFLINE": "1",
-        **thread_env(limits),
+        **(thread_env(limits) if limits.thread_caps else {}),
     }
 
 

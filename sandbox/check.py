@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import secrets
 import shutil
@@ -17,6 +18,7 @@ from typing import Any
 
 from .base import Backend, ExecResult, Limits, Session
 from .gpu import HostGpus, host_gpus
+from .runtimes import DEFAULT_RUNTIME, Runtime, get_runtime
 
 CHECK_LIMITS = Limits(wall_time_s=20.0, memory_bytes=256 * 1024**2, cpus=1.0, pids=64, output_bytes=16 * 1024,
                       disk_bytes=64 * 1024**2)
@@ -30,20 +32,36 @@ class Probe:
     detail: str
 
 
+@dataclass(frozen=True)
+class RuntimeReport:
+    """What task code of a runtime profile can import inside the sandbox: module -> version, or the error."""
+
+    name: str
+    versions: dict[str, str] = field(default_factory=dict)
+    missing: dict[str, str] = field(default_factory=dict)
+    threads: str = ""  # torch's (else OpenMP's) thread count as seen inside
+
+    @property
+    def ok(self) -> bool:
+        return not self.missing
+
+
 @dataclass
 class Report:
     backend: str
     probes: list[Probe] = field(default_factory=list)
     enforcement: dict[str, str] = field(default_factory=dict)
     gpus: HostGpus = field(default_factory=lambda: HostGpus(0, "not looked for", ()))
+    runtime: RuntimeReport = field(default_factory=lambda: RuntimeReport(DEFAULT_RUNTIME))
 
     @property
     def ok(self) -> bool:
-        return all(p.contained for p in self.probes)
+        """Everything contained and every package of the task runtime importable."""
+        return all(p.contained for p in self.probes) and self.runtime.ok
 
     def to_json(self) -> dict[str, Any]:
         return {"backend": self.backend, "ok": self.ok, "probes": [asdict(p) for p in self.probes],
-                "enforcement": self.enforcement, "gpus": asdict(self.gpus)}
+                "enforcement": self.enforcement, "gpus": asdict(self.gpus), "runtime": asdict(self.runtime)}
 
 
 @dataclass
@@ -261,10 +279,29 @@ def _last_line(r: ExecResult) -> str:
     return lines[-1][:160] if lines else f"exit {r.exit_code}"
 
 
+IMPORT_RUNTIME = (
+    "import importlib, json, os, sys\nfound, missing = {}, {}\nfor name in sys.argv[1:]:\n  try:\n"
+    "    found[name] = str(getattr(importlib.import_module(name), '__version__', '?'))\n"
+    "  except Exception as exc:\n    missing[name] = f'{type(exc).__name__}: {exc}'[:200]\n"
+    "threads = str(sys.modules['torch'].get_num_threads()) if 'torch' in sys.modules else "
+    "os.environ.get('OMP_NUM_THREADS', '')\nprint(json.dumps([found, missing, threads]))"
+)
+
+
+async def probe_runtime(s: Session, runtime: Runtime) -> RuntimeReport:
+    """Import each module of the runtime inside the sandbox (a cold torch import takes seconds)."""
+    r = await s.exec(["python", "-c", IMPORT_RUNTIME, *runtime.modules], timeout=120)
+    try:
+        found, missing, threads = json.loads(r.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return RuntimeReport(runtime.name, missing={"python": _last_line(r)})
+    return RuntimeReport(runtime.name, found, missing, threads)
+
+
 ProbeFn = Callable[[Session, Host], Awaitable[Probe]]
 
 
-async def run_checks(backend: Backend, limits: Limits = CHECK_LIMITS) -> Report:
+async def run_checks(backend: Backend, limits: Limits = CHECK_LIMITS, runtime: str = DEFAULT_RUNTIME) -> Report:
     report = Report(backend.name, gpus=await asyncio.to_thread(host_gpus))
     async with host_fixtures() as host:
         session = await backend.open(host.workspace, limits)
@@ -279,6 +316,7 @@ async def run_checks(backend: Backend, limits: Limits = CHECK_LIMITS) -> Report:
             report.probes.append(await probe_disk(session, host, limits))
             report.probes.append(await probe_timeout(session, host))
             report.probes.append(await probe_output(session, host, limits))
+            report.runtime = await probe_runtime(session, get_runtime(runtime))
             # last: where orphans are reaped late (process backend) its zombies count against pids a while
             report.probes.append(await probe_fork(session, host, limits))
     return report

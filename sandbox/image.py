@@ -1,33 +1,30 @@
-"""Building the docker backend's image from sandbox/Dockerfile with the docker SDK, the task runtime's
-packages pinned to the versions installed in this interpreter."""
+"""Building the docker backend's image from sandbox/Dockerfile with the docker SDK: one image per task
+runtime profile (sandbox/runtimes.py), its packages pinned to the versions installed in this interpreter."""
 
 from __future__ import annotations
 
-import importlib.metadata as md
 import json
 import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-DEFAULT_IMAGE = "gymforge-sandbox:latest"
+from .runtimes import DEFAULT_RUNTIME, Runtime, build_packages, get_runtime, image_tag
+
+DEFAULT_IMAGE = image_tag(get_runtime(DEFAULT_RUNTIME))
 DEFAULT_BASE = "gymforge-base:bookworm"
-RUNTIME_PACKAGES = ("numpy", "pandas", "scikit-learn", "statsmodels", "datasets", "pyarrow")
 DOCKERFILE = Path(__file__).with_name("Dockerfile")
 
 
-def pinned_packages(names: Iterable[str] = RUNTIME_PACKAGES) -> str:
-    """`name==version` for each package installed here (unpinned when not installed)."""
-    out = []
-    for name in names:
-        try:
-            out.append(f"{name}=={md.version(name)}")
-        except md.PackageNotFoundError:
-            out.append(name)
-    return " ".join(out)
+def build_args(runtime: Runtime, base: str = DEFAULT_BASE, packages: str | None = None,
+               pip_args: str = "") -> dict[str, str]:
+    """The Dockerfile's build arguments for a runtime's image: its packages pinned to this venv's versions
+    (or `packages` as given) and extra pip arguments (e.g. an index that serves CPU-only torch wheels)."""
+    return {"BASE": base, "PACKAGES": packages or build_packages(runtime), "PIP_ARGS": pip_args,
+            "RUNTIME": runtime.name}
 
 
 def default_ca_bundle() -> Path | None:
@@ -41,21 +38,24 @@ def default_ca_bundle() -> Path | None:
 
 def build_image(
     client: Any,
-    tag: str = DEFAULT_IMAGE,
+    runtime: Runtime,
+    tag: str | None = None,
     base: str = DEFAULT_BASE,
     packages: str | None = None,
     ca_bundle: Path | None = None,
+    pip_args: str = "",
     log: Callable[[str], None] = lambda line: None,
 ) -> str:
-    """Build the image; returns its id. Raises docker.errors.BuildError with the build log on failure."""
+    """Build the runtime's image (tagged `image_tag(runtime)` unless `tag`); returns its id. Raises
+    docker.errors.BuildError with the build log on failure."""
     with tempfile.TemporaryDirectory(prefix="gf-image-") as ctx:
         shutil.copy(DOCKERFILE, Path(ctx) / "Dockerfile")
         ca = Path(ctx) / "ca.pem"
         ca.write_bytes(ca_bundle.read_bytes() if ca_bundle else b"")
         image, logs = client.images.build(
             path=ctx,
-            tag=tag,
-            buildargs={"BASE": base, "PACKAGES": packages or pinned_packages()},
+            tag=tag or image_tag(runtime),
+            buildargs=build_args(runtime, base, packages, pip_args),
             network_mode="host",
             rm=True,
             forcerm=True,

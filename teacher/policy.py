@@ -194,7 +194,8 @@ def write_task(prompt: str, config: TeacherConfig) -> str:
         raise PolicyError("write_task needs the dataset card and the task parameters as JSON blocks")
     card, params = blocks[0], blocks[-1]
     try:
-        draft = write_bundle(card, task_id=params["task_id"], defect=defect_for(params["task_id"], config.defect_rate))
+        draft = write_bundle(card, task_id=params["task_id"], defect=defect_for(params["task_id"], config.defect_rate),
+                             runtime=str(params.get("runtime") or "sklearn"))
     except CardError as exc:
         return f"I cannot write a task for this dataset: {exc}"
     meta = {"name": draft.name, "metric": draft.metric, "direction": draft.direction,

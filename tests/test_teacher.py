@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from agents.coder import parse_bundle
+from agents.coder import coder_system, parse_bundle
 from agents.debugger import parse_fix
 from agents.proposer import ProposerAgent, parse_topics
 from agents.replies import ReplyError, files
@@ -20,6 +20,7 @@ from catalog import LocalCatalog, build_builtin
 from domain.payloads import TopicProposed
 from domain.tasks import TASK_TYPES
 from prompts import render
+from sandbox.runtimes import get_runtime
 from teacher.bundles import write_bundle
 from teacher.policy import DEFECTS, PolicyError, TeacherConfig, answer, defect_for, domain_types
 
@@ -60,8 +61,9 @@ def iris_card(root: Path) -> dict[str, Any]:
 def write_messages(card: dict[str, Any], task_id: str) -> list[dict[str, str]]:
     topic = TopicProposed(title="Classify species on iris", domain="botany",
                           description="Predict the species of an iris flower from its four measurements.")
-    return [{"role": "system", "content": render("coder_system")},
-            {"role": "user", "content": render("write_task", topic=topic, card=card, task_id=task_id)}]
+    runtime = get_runtime("sklearn")
+    return [{"role": "system", "content": coder_system(runtime)},
+            {"role": "user", "content": render("write_task", topic=topic, card=card, task_id=task_id, runtime=runtime)}]
 
 
 def task_id_with(defect: str) -> str:

@@ -101,6 +101,7 @@ class SolverAgent(LLMAgent):
     produces = (TrajectoryCompleted,)
     model_kind = "solver"
     ack_wait_s = 60.0
+    runs_task_code = True
     default_concurrency = 4
     Settings = SolverSettings
     settings: SolverSettings

@@ -40,14 +40,17 @@ class BundleDraft(BaseModel):
         return self.model_dump(exclude={"baseline_model", "defect"})
 
 
-def write_bundle(card: dict[str, Any], *, task_id: str, defect: str | None = None) -> BundleDraft:
+def write_bundle(card: dict[str, Any], *, task_id: str, defect: str | None = None,
+                 runtime: str = "sklearn") -> BundleDraft:
     """Draft a bundle for `card`; `defect` ("wrong_column", "missing_import", "malformed_output" or
-    "auto") plants a realistic bug in the first draft. Raises CardError for an unusable card."""
+    "auto") plants a realistic bug in the first draft. With `runtime` "torch", a task type that has a
+    PyTorch baseline gets it. Raises CardError for an unusable card."""
     schema = read_card(card)
     spec = SPECS[schema.task_type]
-    variant = pick(task_id, "baseline", spec.variants)
-    context = _context(schema, variant)
-    files = {name: render(f"{schema.task_type}/{name}.j2", **context) for name in CODE_FILES}
+    torch = runtime == "torch" and bool(spec.torch_variants)
+    variant = pick(task_id, "baseline", spec.torch_variants if torch else spec.variants)
+    context = _context(schema, variant, torch)
+    files = {name: render(f"{schema.task_type}/{template_name(name, torch)}.j2", **context) for name in CODE_FILES}
     files["sample_submission.csv"] = sample_submission(schema)
     chosen = resolve_defect(defect, task_id)
     if chosen:
@@ -67,8 +70,14 @@ def write_bundle(card: dict[str, Any], *, task_id: str, defect: str | None = Non
     )
 
 
-def _context(schema: Schema, variant: Variant) -> dict[str, Any]:
+def template_name(file: str, torch: bool) -> str:
+    """baseline.py's PyTorch template is baseline_torch.py; the other files are shared by both runtimes."""
+    return "baseline_torch.py" if torch and file == "baseline.py" else file
+
+
+def _context(schema: Schema, variant: Variant, torch: bool = False) -> dict[str, Any]:
     spec = SPECS[schema.task_type]
+    defaults = spec.torch_defaults if torch else spec.defaults
     forecasting = schema.task_type == "time_series_forecasting"
     return {
         "dataset_name": schema.name,
@@ -83,7 +92,8 @@ def _context(schema: Schema, variant: Variant) -> dict[str, Any]:
         "classification": spec.metric == "accuracy",
         "model": variant.model,
         "model_doc": variant.doc,
-        "params": {**spec.defaults, **variant.params},
+        "params": {**defaults, **variant.params},
+        "torch": torch,
         "metric": spec.metric,
         "direction": spec.direction,
         "other_metrics": list(spec.other_metrics),

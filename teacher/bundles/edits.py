@@ -3,6 +3,8 @@
 Each edit sets module-level constants of baseline.py in place with `sed -i` (a command a real shell in
 the sandbox runs) and comes with the thought that motivates it. Edits are absolute (they set, not
 nudge, values), so each one can be tried on its own and applying several leaves the last one's model.
+A PyTorch baseline (`FRAMEWORK = "torch"`) gets its own ideas: epochs, learning rate, width, augmentation,
+early stopping.
 """
 
 from __future__ import annotations
@@ -25,6 +27,11 @@ class Edit:
 class _Idea:
     settings: dict[str, Any]
     why: str
+    framework: str = "sklearn"  # the baseline's FRAMEWORK constant it applies to (absent: sklearn)
+
+
+def _torch(settings: dict[str, Any], why: str) -> _Idea:
+    return _Idea(settings, why, "torch")
 
 
 _IDEAS: dict[str, tuple[_Idea, ...]] = {
@@ -55,6 +62,14 @@ _IDEAS: dict[str, tuple[_Idea, ...]] = {
               "a neural network with a 256-unit hidden layer learns stroke-like features from the pixels"),
         _Idea({"MODEL": "random_forest", "N_ESTIMATORS": 300},
               "a 300-tree random forest handles the pixel features nonlinearly and rarely overfits"),
+        _torch({"MODEL": "cnn", "CHANNELS": 16, "HIDDEN": 64, "EPOCHS": 10, "PATIENCE": 3},
+               "a wider convolutional network trained for up to 10 epochs, stopping once the held-out accuracy "
+               "stalls, learns local stroke and edge patterns that 3 epochs cannot"),
+        _torch({"AUGMENT_SHIFT": 1, "EPOCHS": 12, "PATIENCE": 3},
+               "shifting each training batch by up to a pixel makes the network robust to small misalignments, "
+               "and the extra epochs let it use the varied images"),
+        _torch({"LEARNING_RATE": 0.003, "WEIGHT_DECAY": 0.0001, "EPOCHS": 8},
+               "a higher learning rate with light weight decay converges within a few epochs and regularises"),
     ),
     "text_classification": (
         _Idea({"MODEL": "logistic_regression", "NGRAM_MAX": 2, "C": 10.0, "SUBLINEAR_TF": True},
@@ -64,6 +79,15 @@ _IDEAS: dict[str, tuple[_Idea, ...]] = {
               "a linear SVM on words and word pairs is a classic strong text classifier"),
         _Idea({"MODEL": "naive_bayes", "NGRAM_MAX": 2, "ALPHA": 0.3},
               "naive Bayes with word pairs and less smoothing is fast and robust on short texts"),
+        _torch({"NGRAM_MAX": 2, "EMBED_DIM": 64, "EPOCHS": 8, "PATIENCE": 2},
+               "word pairs capture negation and short phrases, and wider embeddings trained longer (stopping "
+               "when the held-out accuracy stalls) can tell more of them apart"),
+        _torch({"MODEL": "embedding_mlp", "DROPOUT": 0.3, "EPOCHS": 8, "PATIENCE": 2},
+               "a hidden layer on the averaged embeddings models interactions between words, and dropout keeps "
+               "it from memorising the training texts"),
+        _torch({"LEARNING_RATE": 0.02, "EPOCHS": 6},
+               "embeddings of rare words barely move at a small learning rate: a larger one trains them in a "
+               "few epochs"),
     ),
     "time_series_forecasting": (
         _Idea({"MODEL": "autoregressive", "LAGS": None},
@@ -73,6 +97,15 @@ _IDEAS: dict[str, tuple[_Idea, ...]] = {
               "Holt-Winters smoothing tracks a changing level, trend and seasonal profile"),
         _Idea({"MODEL": "trend_seasonal"},
               "a linear trend plus a fixed seasonal profile extrapolates both the growth and the cycle"),
+        _torch({"DIFFERENCE": True},
+               "a network of levels cannot extrapolate a trend beyond the values it has seen; predicting the "
+               "step-to-step changes can"),
+        _torch({"MODEL": "gru", "HIDDEN": 32, "EPOCHS": 30, "PATIENCE": 5},
+               "a GRU reads the window in order and can keep the seasonal phase in its state; early stopping "
+               "on held-out windows guards against overfitting a short series"),
+        _torch({"EPOCHS": 60, "LEARNING_RATE": 0.003, "PATIENCE": 8},
+               "a smaller learning rate over more epochs, stopped by the held-out loss, fits the series more "
+               "closely than 20 epochs at a large rate"),
     ),
 }
 
@@ -125,9 +158,10 @@ def candidate_edits(files: dict[str, str], task_type: str) -> list[Edit]:
     current = module_constants(files.get(BASELINE, ""))
     if "MODEL" not in current:
         return []
+    framework = current.get("FRAMEWORK", "sklearn")
     edits = []
     for idea in _IDEAS.get(task_type, ()):
-        if any(name not in current for name in idea.settings):
+        if idea.framework != framework or any(name not in current for name in idea.settings):
             continue
         if all(current[name] == value for name, value in idea.settings.items()):
             continue

@@ -1,4 +1,5 @@
-"""Per task type: the metric, its direction and the baseline variants a draft picks from by task id."""
+"""Per task type: the metric, its direction and the baseline variants a draft picks from by task id (the
+PyTorch ones when the task runtime is `torch` and the type has a PyTorch baseline)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,8 @@ class TaskSpec:
     defaults: dict[str, Any]
     variants: tuple[Variant, ...]
     training_timeout: int = 300
+    torch_defaults: dict[str, Any] = field(default_factory=dict)
+    torch_variants: tuple[Variant, ...] = ()  # baseline_torch.py.j2's models; none: the type has no torch baseline
 
 
 SPECS: dict[str, TaskSpec] = {
@@ -65,6 +68,11 @@ SPECS: dict[str, TaskSpec] = {
             Variant("knn", "25-nearest-neighbour classifier", {"N_NEIGHBORS": 25}),
         ),
         training_timeout=600,
+        torch_defaults={"CHANNELS": 8, "HIDDEN": 32, "EPOCHS": 3, "LEARNING_RATE": 0.001},
+        torch_variants=(
+            Variant("cnn", "small convolutional network (PyTorch, 3 epochs)"),
+            Variant("mlp", "one-hidden-layer neural network (PyTorch, 3 epochs)"),
+        ),
     ),
     "text_classification": TaskSpec(
         metric="accuracy",
@@ -75,6 +83,11 @@ SPECS: dict[str, TaskSpec] = {
         variants=(
             Variant("logistic_regression", "logistic regression on single words"),
             Variant("naive_bayes", "complement naive Bayes classifier on single words"),
+        ),
+        torch_defaults={"NGRAM_MAX": 1, "EMBED_DIM": 16, "EPOCHS": 3, "LEARNING_RATE": 0.005},
+        torch_variants=(
+            Variant("embedding_bag", "bag-of-embeddings network (PyTorch) on single words"),
+            Variant("embedding_mlp", "bag-of-embeddings network with a hidden layer (PyTorch) on single words"),
         ),
     ),
     "time_series_forecasting": TaskSpec(
@@ -87,6 +100,9 @@ SPECS: dict[str, TaskSpec] = {
             Variant("seasonal_naive", "seasonal-naive (repeat the last season)"),
             Variant("linear_trend", "linear-trend"),
         ),
+        torch_defaults={"HIDDEN": 16, "EPOCHS": 20, "LEARNING_RATE": 0.01},
+        # a GRU over a two-season window trains ~4x slower than the MLP on CPU: it is one of the solver's edits
+        torch_variants=(Variant("mlp", "one-hidden-layer network (PyTorch) on a window of past values"),),
     ),
 }
 
