@@ -25,6 +25,8 @@ DOMAIN_TYPES: list[tuple[tuple[str, ...], tuple[str, ...]]] = [
      ("time_series_forecasting",)),
     (("tabular", "health", "medic", "bio", "ecolog", "botany", "automotive"),
      ("tabular_classification", "tabular_regression")),
+    (("time", "sensor", "signal", "motion", "gesture"), ("time_series_classification",)),
+    (("health", "medic", "econom", "insur", "count", "visit"), ("count_regression",)),
 ]
 ANGLES = (
     "", "with a model that trains in under a minute", "using only the most informative inputs",
@@ -34,6 +36,7 @@ ANGLES = (
 VERBS = {
     "tabular_classification": "Classify", "tabular_regression": "Predict", "image_classification": "Recognise",
     "time_series_forecasting": "Forecast", "text_classification": "Classify",
+    "time_series_classification": "Classify", "count_regression": "Predict",
 }
 
 
@@ -168,8 +171,9 @@ def candidate(d: dict[str, Any]) -> dict[str, Any]:
 
 def make_topic(d: dict[str, Any], angle: str, domain: str, second: dict[str, Any] | None = None) -> dict[str, Any]:
     label = d.get("label_column") or "target"
-    what = {"time_series_forecasting": f"future {label}", "image_classification": f"{label} from images"}.get(
-        d["task_type"], f"{label}")
+    what = {"time_series_forecasting": f"future {label}", "image_classification": f"{label} from images",
+            "time_series_classification": f"{label} from whole time series",
+            "count_regression": f"the count {label}"}.get(d["task_type"], f"{label}")
     title = f"{VERBS[d['task_type']]} {what} on {d['id']}" + (f" {angle}" if angle else "")
     description = (f"A {d['task_type'].replace('_', ' ')} task in {domain} on the {d['id']} dataset: "
                    f"predict `{label}` from {', '.join(d.get('input_columns', [])[:6]) or 'the inputs'}. "

@@ -78,6 +78,7 @@ def _context(schema: Schema, variant: Variant) -> dict[str, Any]:
         "image": schema.image_column,
         "image_shape": schema.image_shape,
         "text": schema.text_column,
+        "series": schema.series_column,
         "time_column": schema.time_column,
         "season_length": schema.season_length,
         "classification": spec.metric == "accuracy",
