@@ -57,10 +57,17 @@ async def test_seeds_for_each_domain_yield_validated_tasks_of_every_type(
     s = settings_for(nats_server, data_dir, teacher.port)
     sup, task = await start_roles(bus, s, FIRST_HALF)
     try:
-        for domain in DOMAINS[:5]:  # one per task type
-            await bus.publish(make_envelope("topic.requested", TopicRequested(domain=domain, count=1), producer="t"))
+        requests = [TopicRequested(domain=domain, count=1) for domain in DOMAINS[:5]]  # one per first five types
+        requests += [  # the later types, as given topics
+            TopicRequested(domain="time series", count=1, topic="Classify leaf species from their outline series",
+                           task_type="time_series_classification"),
+            TopicRequested(domain="healthcare", count=1, topic="Predict the number of doctor visits",
+                           task_type="count_regression"),
+        ]
+        for request in requests:
+            await bus.publish(make_envelope("topic.requested", request, producer="t"))
         await wait_until_count(sink, "SELECT COUNT(*) FROM tasks WHERE status IN ('validated','rejected')",
-                               5, timeout=240)
+                               len(requests), timeout=360)
     finally:
         sup.request_stop()
         await task
