@@ -57,12 +57,14 @@ async def test_seeds_for_each_domain_yield_validated_tasks_of_every_type(
     s = settings_for(nats_server, data_dir, teacher.port)
     sup, task = await start_roles(bus, s, FIRST_HALF)
     try:
-        requests = [TopicRequested(domain=domain, count=1) for domain in DOMAINS[:5]]  # one per first five types
-        requests += [  # the later types, as given topics
-            TopicRequested(domain="time series", count=1, topic="Classify leaf species from their outline series",
-                           task_type="time_series_classification"),
-            TopicRequested(domain="healthcare", count=1, topic="Predict the number of doctor visits",
-                           task_type="count_regression"),
+        # five domains give five task types (time series: a series classification; healthcare: a count);
+        # the two they leave out come as given topics
+        requests = [TopicRequested(domain=domain, count=1) for domain in DOMAINS[:5]]
+        requests += [
+            TopicRequested(domain="time series", count=1, topic="Forecast the yearly sunspot number",
+                           task_type="time_series_forecasting"),
+            TopicRequested(domain="botany", count=1, topic="Classify iris species from flower measurements",
+                           task_type="tabular_classification"),
         ]
         for request in requests:
             await bus.publish(make_envelope("topic.requested", request, producer="t"))
