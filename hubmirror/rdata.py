@@ -110,7 +110,7 @@ def _n(label: str, *inputs: str, why: str) -> Curated:
     return Curated("count_regression", label, inputs, why=why)
 
 
-COUNT_RULE = "curated count: {why}; the R help page models it with a Poisson GLM"
+COUNT_RULE = "curated: a count, {why}; the R help page models it with a Poisson GLM"
 # Counts whose R help page documents the column as a number of events and fits a Poisson model to it.
 # Inputs leave out the other counts measured alongside (other visit types, days in hospital).
 # fmt: off

@@ -7,6 +7,7 @@ travels in fenced JSON blocks) and answers in the same reply formats, so every a
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import re
 from dataclasses import dataclass
@@ -118,10 +119,12 @@ def in_domain(pool: list[dict[str, Any]], domain: str) -> list[dict[str, Any]]:
 
 
 def sample_topics(params: dict[str, Any], pool: list[dict[str, Any]], exclude: set[str]) -> list[dict[str, Any]]:
-    """`count` topics: every dataset of the pool once (in an order drawn from the domain and difficulty)
-    before any twice, a new angle each time round."""
+    """`count` topics: every dataset of the pool once (in an order drawn from the domain and difficulty,
+    the domain's task types taking turns) before any twice, a new angle each time round."""
     salt = f"{params['domain']}|{params.get('difficulty', 'medium')}|"
-    pool = sorted(pool, key=lambda d: (not fits(d, params.get("difficulty")), stable(salt + d["id"])))
+    pool = sorted(pool, key=lambda d: stable(salt + d["id"]))
+    fitting = [d for d in pool if fits(d, params.get("difficulty"))]
+    pool = by_turns(fitting) + by_turns([d for d in pool if d not in fitting])
     topics: list[dict[str, Any]] = []
     for angle in ANGLES:
         for i, d in enumerate(pool):
@@ -132,6 +135,16 @@ def sample_topics(params: dict[str, Any], pool: list[dict[str, Any]], exclude: s
                 topics.append(topic)
                 exclude.add(topic["title"])
     return topics
+
+
+def by_turns(pool: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The pool with its task types taking turns (each type's datasets kept in their order), so that a
+    domain of several task types gets each of them early, not only the one with the most datasets."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for d in pool:
+        groups.setdefault(d["task_type"], []).append(d)
+    turns = itertools.zip_longest(*groups.values())
+    return [d for turn in turns for d in turn if d is not None]
 
 
 def fits(d: dict[str, Any], difficulty: str | None) -> bool:
