@@ -37,6 +37,8 @@ TYPE_WORDS = {
     "time_series_forecasting": {"forecast", "forecasting", "future", "monthly", "daily", "series", "trend"},
     "tabular_regression": {"predict", "regression", "estimate", "price", "amount", "progression"},
     "tabular_classification": {"classify", "classification", "species", "type", "diagnosis"},
+    "time_series_classification": {"signal", "signals", "sensor", "gesture", "motion", "motions", "outline"},
+    "count_regression": {"count", "counts", "visits", "trips", "events", "claims", "poisson"},
 }
 
 

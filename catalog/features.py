@@ -88,3 +88,8 @@ def is_numeric_array(type_name: str) -> bool:
             return True
         inner = list_inner(inner)
     return False
+
+
+def is_numeric_series(type_name: str) -> bool:
+    """A flat list of numbers: usable as one univariate series."""
+    return list_inner(type_name) in NUMERIC_TYPES

@@ -15,7 +15,9 @@ from catalog.models import DatasetUnavailable
 
 SEED = 0
 TEST_FRACTION = 0.2
-CLASSIFICATION_TASKS = frozenset({"tabular_classification", "image_classification", "text_classification"})
+CLASSIFICATION_TASKS = frozenset(
+    {"tabular_classification", "image_classification", "text_classification", "time_series_classification"}
+)
 SPLIT_ALIASES = {
     "training": "train", "valid": "validation", "val": "validation", "dev": "validation",
     "eval": "validation", "evaluation": "validation", "testing": "test",

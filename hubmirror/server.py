@@ -24,7 +24,9 @@ HF_TASKS = {
     "tabular_classification": "tabular-classification", "tabular_regression": "tabular-regression",
     "image_classification": "image-classification", "text_classification": "text-classification",
     "time_series_forecasting": "time-series-forecasting",
+    "count_regression": "tabular-regression",  # the Hub has no count category: a count is a tabular target
 }  # fmt: skip
+# time_series_classification has no Hub task category either; its modality tag says what it is
 NOT_FOUND = "Repository not found"
 VIEWER_DENIED = ("The dataset does not exist, or is not accessible without authentication (private or gated). "
                  "Please check the spelling of the dataset name or retry with authentication.")
@@ -41,7 +43,8 @@ def size_category(rows: int) -> str:
 def hub_tags(entry: MirrorEntry) -> list[str]:
     task = [f"task_categories:{HF_TASKS[entry.task_type]}"] if entry.task_type in HF_TASKS else []
     modality = {"image_classification": "image", "text_classification": "text",
-                "time_series_forecasting": "timeseries"}.get(entry.task_type or "", "tabular")
+                "time_series_forecasting": "timeseries",
+                "time_series_classification": "timeseries"}.get(entry.task_type or "", "tabular")
     return [*task, f"size_categories:{size_category(entry.num_rows)}", "format:parquet", f"modality:{modality}",
             "library:datasets", "library:pandas", f"license:{entry.license}", entry.domain.replace(" ", "-"),
             *entry.tags, "region:us"]

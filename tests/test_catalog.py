@@ -109,6 +109,11 @@ def check_conventions(
         assert {len(pixels) for pixels in train["image"]} == {math.prod(card["image_shape"])}
     if task_type == "text_classification":
         assert card["input_columns"] == ["text"] and all(isinstance(t, str) and t for t in train["text"])
+    if task_type == "time_series_classification":
+        assert card["input_columns"] == ["series"] and card["features"]["series"] == "list<float>"
+        assert len({len(series) for series in train["series"]}) == 1
+    if task_type == "count_regression":
+        assert label.dtype.kind == "i" and (label >= 0).all()
     if task_type == "time_series_forecasting":
         time = card["time_column"]
         assert card["input_columns"][0] == time

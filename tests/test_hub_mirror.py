@@ -90,7 +90,7 @@ def test_huggingface_hub_reads_the_mirror_as_the_hub(mirror_root: Path) -> None:
     with serve_in_thread(mirror_root) as base:
         api = HfApi(endpoint=base)
         everything = list(api.list_datasets(limit=100))
-        assert len(everything) == 17 and all(d.sha and d.id for d in everything)
+        assert len(everything) == 23 and all(d.sha and d.id for d in everything)
         assert [d.id for d in api.list_datasets(search="penguins")] == ["acme/penguins-gated", "acme/penguins-sex",
                                                                         "builtin/penguins"]
         forecasting = {d.id for d in api.list_datasets(filter="task_categories:time-series-forecasting")}
@@ -306,7 +306,7 @@ async def payloads(db: Path, event_type: str) -> list[dict[str, Any]]:
 
 def test_index_round_trips(mirror_root: Path) -> None:
     index = MirrorIndex.model_validate_json((mirror_root / "index.json").read_text())
-    assert len(index.datasets) == 17 and not index.skipped
+    assert len(index.datasets) == 23 and not index.skipped
 
 
 
@@ -315,7 +315,7 @@ def test_index_round_trips(mirror_root: Path) -> None:
 
 async def test_hub_commands_list_show_and_serve(mirror_root: Path, data_dir: Path) -> None:
     listed = await gymforge("hub", "list", "--json", "--dir", str(mirror_root), url="nats://127.0.0.1:9", data_dir=data_dir)
-    assert listed.code == 0 and len(json.loads(listed.out)) == 17
+    assert listed.code == 0 and len(json.loads(listed.out)) == 23
     shown = await gymforge("hub", "show", "builtin/iris", "--dir", str(mirror_root), url="nats://127.0.0.1:9",
                            data_dir=data_dir)
     assert json.loads(shown.out)["cardData"]["task_categories"] == ["tabular-classification"]
@@ -325,7 +325,7 @@ async def test_hub_commands_list_show_and_serve(mirror_root: Path, data_dir: Pat
         stderr=asyncio.subprocess.PIPE)
     try:
         line = await asyncio.wait_for(proc.stderr.readline(), 60)  # type: ignore[union-attr]
-        assert f"127.0.0.1:{port}" in line.decode() and "17 datasets" in line.decode()
+        assert f"127.0.0.1:{port}" in line.decode() and "23 datasets" in line.decode()
         status, body, _ = await get(f"http://127.0.0.1:{port}/api/datasets?search=iris")
         assert status == 200 and [d["id"] for d in body] == ["acme/iris-nc", "builtin/iris"]
         busy = await gymforge("hub", "serve", "--dir", str(mirror_root), "--port", str(port),

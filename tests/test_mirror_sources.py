@@ -142,8 +142,11 @@ def test_the_sampled_tasks_hold_on_the_data(record: dict) -> None:
             assert table[entry["time_column"]].is_unique, dataset_id
         elif entry["task_type"] == "tabular_classification":
             assert rdata.class_counts_ok(table[label]), dataset_id
+        elif entry["task_type"] == "count_regression":
+            counts = table[label]
+            assert counts.notna().all() and (counts >= 0).all() and (counts % 1 == 0).all(), dataset_id
         if entry["label_rule"].startswith("curated"):
-            assert dataset_id.split("/")[1] in rdata.CURATED, dataset_id
+            assert dataset_id.split("/")[1] in {**rdata.CURATED, **rdata.COUNTS}, dataset_id
 
 
 def test_the_documentation_is_read_for_responses() -> None:

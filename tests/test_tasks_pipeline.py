@@ -57,10 +57,19 @@ async def test_seeds_for_each_domain_yield_validated_tasks_of_every_type(
     s = settings_for(nats_server, data_dir, teacher.port)
     sup, task = await start_roles(bus, s, FIRST_HALF)
     try:
-        for domain in DOMAINS[:5]:  # one per task type
-            await bus.publish(make_envelope("topic.requested", TopicRequested(domain=domain, count=1), producer="t"))
+        # five domains give five task types (time series: a series classification; healthcare: a count);
+        # the two they leave out come as given topics
+        requests = [TopicRequested(domain=domain, count=1) for domain in DOMAINS[:5]]
+        requests += [
+            TopicRequested(domain="time series", count=1, topic="Forecast the yearly sunspot number",
+                           task_type="time_series_forecasting"),
+            TopicRequested(domain="botany", count=1, topic="Classify iris species from flower measurements",
+                           task_type="tabular_classification"),
+        ]
+        for request in requests:
+            await bus.publish(make_envelope("topic.requested", request, producer="t"))
         await wait_until_count(sink, "SELECT COUNT(*) FROM tasks WHERE status IN ('validated','rejected')",
-                               5, timeout=240)
+                               len(requests), timeout=360)
     finally:
         sup.request_stop()
         await task

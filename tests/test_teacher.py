@@ -104,11 +104,12 @@ def test_propose_keeps_to_the_domains_task_types(catalog_root: Path) -> None:
 
 @pytest.mark.parametrize(("domain", "types"), [
     ("sentiment analysis", ("text_classification",)),  # "time" is inside "sentiment": not forecasting
-    ("context-aware economics", ("time_series_forecasting",)),  # "text" is inside "context"
-    ("time series", ("time_series_forecasting",)),
+    ("context-aware economics", ("time_series_forecasting", "count_regression")),  # "text" is inside "context"
+    ("time series", ("time_series_forecasting", "time_series_classification")),
     ("computer vision", ("image_classification",)),
     ("natural language processing", ("text_classification",)),
-    ("healthcare", ("tabular_classification", "tabular_regression")),
+    ("healthcare", ("tabular_classification", "tabular_regression", "count_regression")),
+    ("wearable sensor signals", ("time_series_classification",)),
     ("knitting", ()),
 ])
 def test_domain_keywords_match_whole_word_starts(domain: str, types: tuple[str, ...]) -> None:

@@ -62,6 +62,11 @@ class Schema:
         return "image" if "image" in self.inputs else next(iter(self.inputs), None)
 
     @property
+    def series_column(self) -> str | None:
+        """`series` by convention, else the first input column."""
+        return "series" if "series" in self.inputs else next(iter(self.inputs), None)
+
+    @property
     def text_column(self) -> str | None:
         """`text` by convention, else the first string-typed input column, else the first input column."""
         if "text" in self.inputs:
@@ -85,7 +90,7 @@ def read_card(card: dict[str, Any]) -> Schema:
     time_column = _time_column(card, inputs, types) if task_type == "time_series_forecasting" else None
     reserved = {label, ID_COLUMN, time_column, *(RESERVED_COLUMNS.get(task_type, ()))}
     inputs = [c for c in inputs if c not in reserved]
-    if task_type.startswith("tabular_"):  # a list or struct column cannot be a tabular feature
+    if task_type.startswith("tabular_") or task_type == "count_regression":  # a list cannot be a tabular feature
         inputs = [c for c in inputs if c not in types or not any(w in types[c].lower() for w in _NON_SCALAR_WORDS)]
     if not inputs and task_type != "time_series_forecasting":
         raise CardError("the card has no usable input columns besides the label")

@@ -107,6 +107,29 @@ _IDEAS: dict[str, tuple[_Idea, ...]] = {
                "a smaller learning rate over more epochs, stopped by the held-out loss, fits the series more "
                "closely than 20 epochs at a large rate"),
     ),
+    "time_series_classification": (
+        _Idea({"MODEL": "random_forest", "FEATURE_SET": "rich", "N_ESTIMATORS": 300},
+              "a random forest on summary statistics plus the shape of each series (segment means, "
+              "autocorrelations, spectrum) sees both its level and its form, and tolerates shifts in time "
+              "that defeat point-by-point distances"),
+        _Idea({"MODEL": "hist_gradient_boosting", "FEATURE_SET": "rich", "N_ESTIMATORS": 200},
+              "boosted trees on the rich shape features pick out the few that separate the classes"),
+        _Idea({"MODEL": "knn", "FEATURE_SET": "raw", "NORMALIZE": True, "N_NEIGHBORS": 1},
+              "one nearest neighbour on the z-normalised series is the classic strong baseline of time "
+              "series classification: it compares whole shapes whatever their offset and scale"),
+        _Idea({"MODEL": "logistic_regression", "FEATURE_SET": "rich", "C": 1.0},
+              "a linear model on the rich features is fast and hard to overfit on few series"),
+    ),
+    "count_regression": (
+        _Idea({"MODEL": "hist_gradient_boosting", "N_ESTIMATORS": 200, "MAX_DEPTH": 3, "LEARNING_RATE": 0.05},
+              "boosted shallow trees with a Poisson loss model nonlinear effects and interactions on the "
+              "log scale of the expected count"),
+        _Idea({"MODEL": "poisson_glm", "ALPHA": 0.01},
+              "a Poisson regression with a light penalty fits the log-linear effects that count data usually "
+              "follow without shrinking them towards the mean"),
+        _Idea({"MODEL": "random_forest", "N_ESTIMATORS": 300, "MAX_DEPTH": None, "MIN_SAMPLES_LEAF": 20},
+              "a forest of Poisson trees with leaves of at least 20 rows averages away the noise of single counts"),
+    ),
 }
 
 

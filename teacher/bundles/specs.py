@@ -104,6 +104,29 @@ SPECS: dict[str, TaskSpec] = {
         # a GRU over a two-season window trains ~4x slower than the MLP on CPU: it is one of the solver's edits
         torch_variants=(Variant("mlp", "one-hidden-layer network (PyTorch) on a window of past values"),),
     ),
+    "time_series_classification": TaskSpec(
+        metric="accuracy",
+        direction="maximize",
+        other_metrics=("f1_macro",),
+        noun="time series classification",
+        defaults={"FEATURE_SET": "raw", "NORMALIZE": True, "N_NEIGHBORS": 1, "C": 1.0, "N_ESTIMATORS": 100},
+        variants=(
+            Variant("knn", "1-nearest-neighbour classifier on the z-normalised raw series (Euclidean distance)"),
+            Variant("logistic_regression", "logistic regression on eight summary statistics of each series",
+                    {"FEATURE_SET": "summary"}),
+        ),
+    ),
+    "count_regression": TaskSpec(
+        metric="mean_poisson_deviance",
+        direction="minimize",
+        other_metrics=("mae", "rmse"),
+        noun="count prediction",
+        defaults={"ALPHA": 1.0, "MAX_DEPTH": None, "N_ESTIMATORS": 100, "MIN_SAMPLES_LEAF": 1, "LEARNING_RATE": 0.1},
+        variants=(
+            Variant("poisson_glm", "strongly regularised Poisson regression (log link)", {"ALPHA": 10.0}),
+            Variant("decision_tree", "depth-2 Poisson regression tree", {"MAX_DEPTH": 2, "MIN_SAMPLES_LEAF": 20}),
+        ),
+    ),
 }
 
 
