@@ -119,6 +119,15 @@ _IDEAS: dict[str, tuple[_Idea, ...]] = {
               "series classification: it compares whole shapes whatever their offset and scale"),
         _Idea({"MODEL": "logistic_regression", "FEATURE_SET": "rich", "C": 1.0},
               "a linear model on the rich features is fast and hard to overfit on few series"),
+        _torch({"MODEL": "cnn", "CHANNELS": 16, "EPOCHS": 40, "PATIENCE": 8},
+               "a wider 1-D convolutional network trained longer, stopping when the held-out accuracy stalls, "
+               "learns local shapes wherever they occur in the series"),
+        _torch({"AUGMENT_NOISE": 0.1, "EPOCHS": 40, "PATIENCE": 8},
+               "jittering the training series with a little noise keeps a network from memorising a few hundred "
+               "series, and the extra epochs let it learn from the varied copies"),
+        _torch({"LEARNING_RATE": 0.003, "EPOCHS": 30},
+               "a higher learning rate over 30 epochs lets the network converge where 10 epochs at 0.001 "
+               "stop early"),
     ),
     "count_regression": (
         _Idea({"MODEL": "hist_gradient_boosting", "N_ESTIMATORS": 200, "MAX_DEPTH": 3, "LEARNING_RATE": 0.05},

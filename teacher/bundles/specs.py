@@ -115,6 +115,11 @@ SPECS: dict[str, TaskSpec] = {
             Variant("logistic_regression", "logistic regression on eight summary statistics of each series",
                     {"FEATURE_SET": "summary"}),
         ),
+        torch_defaults={"CHANNELS": 8, "EPOCHS": 10, "LEARNING_RATE": 0.001},
+        torch_variants=(
+            Variant("cnn", "small 1-D convolutional network (PyTorch, 10 epochs)"),
+            Variant("mlp", "one-hidden-layer neural network (PyTorch, 10 epochs)"),
+        ),
     ),
     "count_regression": TaskSpec(
         metric="mean_poisson_deviance",
