@@ -1,9 +1,9 @@
 """PyTorch task episodes: the wall time of one, and episodes per minute with N in flight, thread caps on vs off.
 
-    .venv/bin/python bench/bench_torch.py [--dataset mnist] [--episodes 3] [--concurrency 4] [--rounds 3]
-        [--cpus 1] [--max-steps 12]
+    .venv/bin/python bench/bench_torch.py [--dataset mnist_5k] [--episodes 3] [--concurrency 4] [--rounds 3]
+        [--cpus 1] [--max-steps 50]
 
-Not a test. A real torch task: the built-in dataset (default mnist, 5,000 28x28 digits) materialised from the
+Not a test. A real torch task: the built-in dataset (default mnist_5k, 5,000 28x28 digits) materialised from the
 catalog, the offline teacher's PyTorch baseline for it (task_runtime=torch), its baseline score measured in
 the bwrap sandbox. Each episode is the solver role's own (SolverAgent.episode: the offline teacher over HTTP
 through the openai SDK, commands in a bwrap session limited to --cpus, usage events on an embedded NATS
@@ -83,7 +83,8 @@ async def episode(agent: SolverAgent, request: SolveRequested, raw: Path, root: 
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     traj = recorder.traj()
-    return time.perf_counter() - start, {"steps": len(traj["trajectory"]), "exit": traj["info"].get("exit_status")}
+    return time.perf_counter() - start, {"steps": len(traj.trajectory), "exit": traj.info.exit_status,
+                                         "score": traj.info.score}
 
 
 def solver(s: config.Settings, bus: Any, root: Path) -> SolverAgent:
@@ -125,7 +126,7 @@ async def run(args: argparse.Namespace, s: config.Settings, base: dict[str, Any]
     for attempt in range(args.episodes):
         took, info = await episode(agent, request(attempt), raw, root)
         times.append(took)
-        print(f"  episode {attempt}: {took:.1f} s, {info['steps']} steps, {info['exit']}")
+        print(f"  episode {attempt}: {took:.1f} s, {info['steps']} steps, {info['exit']}, score {info['score']}")
     await agent.stop()
     print(f"one episode at a time: median {statistics.median(times):.1f} s (min {min(times):.1f}, "
           f"max {max(times):.1f}) over {len(times)}")
@@ -148,10 +149,10 @@ async def run(args: argparse.Namespace, s: config.Settings, base: dict[str, Any]
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dataset", default="mnist", help="a built-in image, text or forecasting dataset")
+    parser.add_argument("--dataset", default="mnist_5k", help="a built-in image, text or forecasting dataset")
     parser.add_argument("--episodes", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--cpus", type=float, default=1.0, help="sandbox_cpus: each session's CPU limit")
-    parser.add_argument("--max-steps", type=int, default=12, help="solver_max_steps")
+    parser.add_argument("--max-steps", type=int, default=50, help="solver_max_steps")
     asyncio.run(main(parser.parse_args()))

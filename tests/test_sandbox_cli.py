@@ -80,6 +80,17 @@ def test_check_reports_everything_contained(capsys: pytest.CaptureFixture[str]) 
     assert set(report["enforcement"]) == {"memory", "pids", "cpu"}
     seen = host_gpus()  # none on these machines: no nvidia-smi, no /dev/nvidia[0-9]*
     assert report["gpus"] == {"count": seen.count, "source": seen.source, "devices": list(seen.devices)}
+    runtime = report["runtime"]  # the default task runtime, imported inside the sandbox
+    assert runtime["name"] == "sklearn" and not runtime["missing"] and runtime["threads"] == "1"
+    assert set(runtime["versions"]) == {"numpy", "pandas", "sklearn", "statsmodels", "pyarrow", "datasets"}
+
+
+def test_check_imports_the_torch_runtime_inside_the_sandbox(capsys: pytest.CaptureFixture[str],
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GYMFORGE_TASK_RUNTIME", "torch")
+    assert run(["sandbox", "check", "--backend", "bwrap"]) == 0
+    [line] = [line for line in capsys.readouterr().out.splitlines() if line.startswith("  runtime ")]
+    assert line.startswith("  runtime    torch: numpy ") and ", torch 2.13.0" in line and line.endswith("(1 thread)")
 
 
 def test_check_flags_a_backend_without_isolation(capsys: pytest.CaptureFixture[str],
