@@ -136,18 +136,20 @@ async def run(args: argparse.Namespace, s: config.Settings, base: dict[str, Any]
         for caps in (True, False) if round_ % 2 == 0 else (False, True):
             agent = solver(config.load({**base, "sandbox_thread_caps": caps}, environ={}), bus, root)
             start = time.perf_counter()
-            await asyncio.gather(*(episode(agent, request(i), raw, root) for i in range(args.concurrency)))
+            done = await asyncio.gather(*(episode(agent, request(i), raw, root) for i in range(args.concurrency)))
             wall = time.perf_counter() - start
             await agent.stop()
             rates[caps].append(60 * args.concurrency / wall)
+            scores = ", ".join(f"{info['score']}" for _, info in done)
             print(f"  round {round_}: caps {'on ' if caps else 'off'} {args.concurrency} episodes in {wall:.1f} s "
-                  f"= {rates[caps][-1]:.2f}/min")
+                  f"= {rates[caps][-1]:.2f}/min (scores {scores})")
     on, off = statistics.median(rates[True]), statistics.median(rates[False])
     print(f"{args.concurrency} concurrent episodes: caps on {on:.2f}/min, caps off {off:.2f}/min (medians of "
           f"{args.rounds}): {on / off:.2f}x")
 
 
 if __name__ == "__main__":
+    sys.stdout.reconfigure(line_buffering=True)  # progress shows when piped
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", default="mnist_5k", help="a built-in image, text or forecasting dataset")
     parser.add_argument("--episodes", type=int, default=3)

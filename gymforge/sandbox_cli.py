@@ -113,7 +113,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from sandbox.check import run_checks
 
     runtime = args.settings.sandbox.runtime
-    report = _run(run_checks(_backend(args), runtime=runtime))
+    report = _run(run_checks(_backend(args), runtime=runtime, runtime_limits=args.settings.sandbox.limits(120.0)))
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
     else:

@@ -301,7 +301,10 @@ async def probe_runtime(s: Session, runtime: Runtime) -> RuntimeReport:
 ProbeFn = Callable[[Session, Host], Awaitable[Probe]]
 
 
-async def run_checks(backend: Backend, limits: Limits = CHECK_LIMITS, runtime: str = DEFAULT_RUNTIME) -> Report:
+async def run_checks(backend: Backend, limits: Limits = CHECK_LIMITS, runtime: str = DEFAULT_RUNTIME,
+                     runtime_limits: Limits | None = None) -> Report:
+    """The probes under `limits` (small, so that they end fast); the runtime's imports in a session of its own
+    under `runtime_limits` (what task code gets: torch's libraries do not load well in 256 MiB)."""
     report = Report(backend.name, gpus=await asyncio.to_thread(host_gpus))
     async with host_fixtures() as host:
         session = await backend.open(host.workspace, limits)
@@ -316,7 +319,8 @@ async def run_checks(backend: Backend, limits: Limits = CHECK_LIMITS, runtime: s
             report.probes.append(await probe_disk(session, host, limits))
             report.probes.append(await probe_timeout(session, host))
             report.probes.append(await probe_output(session, host, limits))
-            report.runtime = await probe_runtime(session, get_runtime(runtime))
             # last: where orphans are reaped late (process backend) its zombies count against pids a while
             report.probes.append(await probe_fork(session, host, limits))
+        async with await backend.open(host.workspace, runtime_limits or Limits()) as session:
+            report.runtime = await probe_runtime(session, get_runtime(runtime))
     return report
