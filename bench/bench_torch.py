@@ -12,7 +12,7 @@ scored in the sandbox.
 
 1. Episode wall time: --episodes episodes one at a time (attempts 0.. pick different edits), median and range,
    and the baseline's own run (prepare excluded) for scale.
-2. Concurrency: --concurrency episodes started together, episodes/min = N / the wall time until the last one
+2. Concurrency: --concurrency episodes started together (caps-off rounds are slow: minutes each), episodes/min = N / the wall time until the last one
    ends; rounds alternate caps on (`sandbox_thread_caps`, OMP_NUM_THREADS etc. = --cpus) and caps off (torch
    takes one thread per host core in every session), medians over --rounds.
 """
