@@ -560,7 +560,11 @@ def test_add_import_keeps_the_import_block_sorted() -> None:
 @pytest.fixture(scope="module")
 def edit_outcomes(tasks: dict[str, tuple[Task, Run]], tmp_path_factory: pytest.TempPathFactory) -> dict[str, list]:
     """Per task type: each candidate edit applied by a real shell to a copy of the prepared workspace."""
-    root = tmp_path_factory.mktemp("edits")
+    return run_edits(tasks, tmp_path_factory.mktemp("edits"))
+
+
+def run_edits(tasks: dict[str, tuple[Task, Run]], root: Path) -> dict[str, list]:
+    """Each task's candidate edits applied to copies of its workspace under `root` and run, in parallel."""
     jobs, keys = [], []
     for task_type, (task, _) in tasks.items():
         for index, edit in enumerate(candidate_edits(task.draft.files, task_type)):

@@ -41,11 +41,11 @@ from teacher.server import TeacherServer
 from tests.test_bundles import (
     Run,
     Task,
-    apply_and_run,
     better,
     dataset,
     parallel,
     run_bundle,
+    run_edits,
     score,
     write_raw,
 )
@@ -159,17 +159,7 @@ def test_a_torch_baseline_trains_and_scores(torch_tasks: dict[str, tuple[Task, R
 @pytest.fixture(scope="module")
 def torch_edit_outcomes(torch_tasks: dict[str, tuple[Task, Run]],
                         tmp_path_factory: pytest.TempPathFactory) -> dict[str, list]:
-    root = tmp_path_factory.mktemp("torch-edits")
-    jobs, keys = [], []
-    for task_type, (task, _) in torch_tasks.items():
-        for index, edit in enumerate(candidate_edits(task.draft.files, task_type)):
-            copy = root / f"{task_type}-{index}"
-            jobs.append(lambda task=task, edit=edit, copy=copy: apply_and_run(task, edit.command, copy))
-            keys.append((task_type, edit))
-    outcomes: dict[str, list] = {task_type: [] for task_type in torch_tasks}
-    for (task_type, edit), result in zip(keys, parallel(jobs), strict=True):
-        outcomes[task_type].append((edit, *result))
-    return outcomes
+    return run_edits(torch_tasks, tmp_path_factory.mktemp("torch-edits"))
 
 
 @pytest.mark.parametrize("task_type", TORCH_TYPES)
