@@ -152,7 +152,8 @@ def count_label_reasons(profile: DatasetProfile, label: str, type_name: str) -> 
     """A count label is a column of whole numbers >= 0: an int column, or a float column whose values
     seen are whole; every value is checked again when the data is materialised."""
     seen = [row.get(label) for row in profile.sample_rows if row.get(label) is not None]
-    bad = [v for v in seen if not isinstance(v, int | float) or v < 0 or not float(v).is_integer()]
+    bad = [v for v in seen
+           if isinstance(v, bool) or not isinstance(v, int | float) or v < 0 or not float(v).is_integer()]
     if bad:
         return [f"label {label!r} holds {bad[0]!r}: count_regression needs a non-negative integer count"]
     if type_name == "float" and not seen:

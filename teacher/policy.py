@@ -123,8 +123,9 @@ def sample_topics(params: dict[str, Any], pool: list[dict[str, Any]], exclude: s
     the domain's task types taking turns) before any twice, a new angle each time round."""
     salt = f"{params['domain']}|{params.get('difficulty', 'medium')}|"
     pool = sorted(pool, key=lambda d: stable(salt + d["id"]))
-    fitting = [d for d in pool if fits(d, params.get("difficulty"))]
-    pool = by_turns(fitting) + by_turns([d for d in pool if d not in fitting])
+    fitting = [fits(d, params.get("difficulty")) for d in pool]
+    pool = by_turns([d for d, ok in zip(pool, fitting, strict=True) if ok]) + by_turns(
+        [d for d, ok in zip(pool, fitting, strict=True) if not ok])
     topics: list[dict[str, Any]] = []
     for angle in ANGLES:
         for i, d in enumerate(pool):
