@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
 import random
 import time
@@ -21,6 +22,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import structlog
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
+from agents import replies
 from bus import Poison, Transient
 from domain.model_api import PURPOSE_HEADER
 from domain.payloads import Usage
@@ -49,13 +51,22 @@ class Endpoint:
 
 @dataclass(frozen=True)
 class Completion:
-    text: str
+    text: str  # the reply's visible content: thinking (a `<think>` block) taken out
     prompt_tokens: int
     completion_tokens: int
     cost_usd: float
     latency_s: float
     retries: int
-    tool_calls: list[dict[str, Any]] = field(default_factory=list)  # [{id, type, function: {name, arguments}}]
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)  # normalised: see `tool_calls_of`
+    reasoning: str = ""  # the model's thinking: reasoning_content / reasoning, or the content's <think> blocks
+    finish_reason: str | None = None  # "stop", "length" (cut off), "tool_calls", ...
+    cached_tokens: int = 0  # prompt tokens the provider served from its prefix cache
+    reasoning_tokens: int = 0  # completion tokens spent thinking (counted in completion_tokens)
+
+    @property
+    def cut_off(self) -> bool:
+        """The reply hit the length limit: never to be read as complete."""
+        return self.finish_reason == "length"
 
 
 @dataclass
@@ -204,7 +215,9 @@ class LLM:
         model = reply.model or self.endpoint.model
         done = Completion(text=reply.text, prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens,
                           cost_usd=self.prices.cost(model, reply.prompt_tokens, reply.completion_tokens),
-                          latency_s=time.monotonic() - started, retries=retries, tool_calls=reply.tool_calls)
+                          latency_s=time.monotonic() - started, retries=retries, tool_calls=reply.tool_calls,
+                          reasoning=reply.reasoning, finish_reason=reply.finish_reason,
+                          cached_tokens=reply.cached_tokens, reasoning_tokens=reply.reasoning_tokens)
         if self.on_usage:
             await self.on_usage(Usage(role=self.role, model=model, endpoint=public_url(self.endpoint.base_url),
                                       prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens,
@@ -216,26 +229,66 @@ class LLM:
 class Reply:
     """What a chat completion says that we use."""
 
-    text: str
+    text: str  # the content without its thinking
     tool_calls: list[dict[str, Any]]
     prompt_tokens: int
     completion_tokens: int
     model: str | None
+    reasoning: str = ""
+    finish_reason: str | None = None
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
 
 
 def parse_reply(data: Any) -> Reply:
-    """A /chat/completions JSON body -> Reply; ValueError when it is not one."""
+    """A /chat/completions JSON body -> Reply; ValueError when it is not one.
+
+    Thinking is read from `reasoning_content` (DeepSeek, vLLM's reasoning parsers) or `reasoning`
+    (OpenRouter), and `<think>` blocks are taken out of the content (Qwen3, DeepSeek-R1 without a parser):
+    the text parsed for actions, files and JSON never holds thinking. Tool calls are normalised
+    (`tool_calls_of`); a tool call written in the text (Hermes-style `<tool_call>{...}</tool_call>`) counts
+    as one when the message has none of its own."""
     try:
-        message = data["choices"][0]["message"]
+        choice = data["choices"][0]
+        message = choice["message"]
         usage = data.get("usage") or {}
-        calls = [{"id": c["id"], "type": c.get("type", "function"),
-                  "function": {"name": c["function"]["name"], "arguments": c["function"].get("arguments") or ""}}
-                 for c in message.get("tool_calls") or []]
-        return Reply(text=message.get("content") or "", tool_calls=calls,
+        content = message.get("content") or ""
+        if not isinstance(content, str):  # content parts
+            content = "".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+        thinking, text = replies.split_thinking(content)
+        field_thinking = message.get("reasoning_content") or message.get("reasoning") or ""
+        reasoning = "\n\n".join(t for t in (str(field_thinking).strip(), thinking) if t)
+        calls = message.get("tool_calls") or []
+        if not calls:
+            text, calls = replies.text_tool_calls(text)
+        prompt_details = usage.get("prompt_tokens_details") or {}
+        completion_details = usage.get("completion_tokens_details") or {}
+        return Reply(text=text, tool_calls=tool_calls_of(calls),
                      prompt_tokens=int(usage.get("prompt_tokens") or 0),
-                     completion_tokens=int(usage.get("completion_tokens") or 0), model=data.get("model"))
+                     completion_tokens=int(usage.get("completion_tokens") or 0), model=data.get("model"),
+                     reasoning=reasoning, finish_reason=choice.get("finish_reason"),
+                     cached_tokens=int(prompt_details.get("cached_tokens") or 0),
+                     reasoning_tokens=int(completion_details.get("reasoning_tokens") or 0))
     except (KeyError, IndexError, TypeError, AttributeError) as exc:
         raise ValueError(f"no choices[0].message ({type(exc).__name__}: {exc})") from None
+
+
+def tool_calls_of(calls: list[Any]) -> list[dict[str, Any]]:
+    """Tool calls as OpenAI sends them, whatever the server sent: `arguments` a JSON string (an object given
+    as an object, or a JSON string encoded twice, is re-encoded once; a string that is not JSON is kept as
+    it is, for the parser to refuse), an `id` for every call (derived from its place and content when the
+    server gave none: the answer to a call must name it)."""
+    out = []
+    for i, call in enumerate(calls):
+        fn = call.get("function") or {}
+        args = fn.get("arguments")
+        args = args if args is not None else call.get("arguments", "")
+        arguments = replies.canonical_arguments(args)
+        name = str(fn.get("name") or call.get("name") or "")
+        call_id = call.get("id") or "call_" + hashlib.sha256(f"{i}:{name}:{arguments}".encode()).hexdigest()[:16]
+        out.append({"id": str(call_id), "type": call.get("type") or "function",
+                    "function": {"name": name, "arguments": arguments}})
+    return out
 
 
 def http_client() -> Any:
