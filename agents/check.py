@@ -48,7 +48,7 @@ class RoleCheck:
         return {**asdict(self), "ok": self.ok}
 
     def line(self) -> str:
-        if not self.reachable:
+        if self.latency_s is None:  # no completion came back: unreachable, or refused
             return f"{self.role}: cannot work: {self.problem}"
         head = f"{self.role}: {'ok' if self.ok else 'cannot work'}: model {self.model}, {self.latency_s:.2f} s"
         parts = [head, "reply parsed" if self.parsed else f"reply not usable ({self.problem})",

@@ -243,7 +243,8 @@ class LLM:
             raise ModelRefused(f"model endpoint refused the request ({exc.status_code}): {exc.message}",
                                status_code=exc.status_code) from None
         except (_sdk().APITimeoutError, _sdk().APIConnectionError) as exc:
-            raise Transient(f"model endpoint unreachable after {attempts} tries: {type(exc).__name__}") from None
+            cause = f" ({exc.__cause__})" if exc.__cause__ is not None else ""  # e.g. cannot connect to host
+            raise Transient(f"model endpoint unreachable after {attempts} tries: {type(exc).__name__}{cause}") from None
         return await self._finish(response, started, attempts - 1)
 
     async def _call(self, messages: list[dict[str, Any]], purpose: str, **options: Any) -> Reply:
