@@ -38,7 +38,7 @@ async def check(s: Settings, roles: list[str]) -> list:
         llms = {r: role_llm(r, ROLES[r].model_kind, m, s.role(r)) for r in roles}  # type: ignore[attr-defined]
         try:
             return list(await asyncio.gather(*(
-                check_role(r, llms[r], action_format=getattr(s.role(r), "action_format", "thought_action"),
+                check_role(r, llms[r], action_format=action_format(s, r),
                            structured=getattr(s.role(r), "structured_output", "off"))
                 for r in roles)))
         finally:
@@ -46,6 +46,14 @@ async def check(s: Settings, roles: list[str]) -> list:
     finally:
         if teacher:
             await teacher.stop()
+
+
+def action_format(s: Settings, role: str) -> str:
+    """How the role's replies carry a command (the solver's; MLGym's interface never makes tool calls)."""
+    settings = s.role(role)
+    if getattr(settings, "interface", "bash") == "mlgym":
+        return "thought_action"
+    return getattr(settings, "action_format", "thought_action")
 
 
 def cmd_check_model(args: argparse.Namespace, s: Settings) -> int:
