@@ -123,9 +123,10 @@ def read(result: RoleCheck, role: str, reply: Completion, fmt: str) -> None:
     """Whether the role's real parser reads the reply (the solver's: its interface's)."""
     try:
         if role == "solver":
+            from agents.solver.actions import parse_discussion
             from agents.solver.interface import BashInterface
 
-            action = BashInterface(fmt).parse(reply)  # type: ignore[arg-type]
+            action = parse_discussion(reply.text) if fmt == "discussion" else BashInterface(fmt).parse(reply)  # type: ignore[arg-type]
             if action.command.strip() != "echo ok":
                 raise FormatError(f"the command read is {action.command.strip()!r}, not 'echo ok'")
         else:

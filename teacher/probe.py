@@ -42,4 +42,6 @@ def probe_reply(messages: list[dict[str, Any]], response_format: dict[str, Any] 
     if role == "debugger":
         return ("EXPLANATION: the dict literal was closed with a parenthesis; close it with a brace.\n\n"
                 'FILE: evaluate.py\n```python\nprint({"accuracy": 1.0})\n```\n')
+    if "Reply with a line `DISCUSSION`" in text:  # MLGym's format
+        return "DISCUSSION\nThe probe asks me to run `echo ok`.\n\n```\necho ok\n```\n"
     return "THOUGHT: the probe asks me to run `echo ok`.\n\n```bash\necho ok\n```\n"

@@ -69,11 +69,15 @@ async def test_a_provider_without_structured_output_or_tools(tmp_path: Path) -> 
         r = await check_model(tmp_path, OPENAI_BASE_URL=srv.url)
         tool_mode = await check_model(tmp_path, "--role", "solver", OPENAI_BASE_URL=srv.url,
                                       GYMFORGE_SOLVER_ACTION_FORMAT="tool_call")
+        mlgym = await check_model(tmp_path, "--role", "solver", OPENAI_BASE_URL=srv.url,
+                                  GYMFORGE_SOLVER_INTERFACE="mlgym")
     assert r.code == 0, r.out + r.err
     lines = dict(zip(ROLES, one_line_each(r, ROLES), strict=True))
     assert all(": ok: model qwen3-8b" in line and "reasoning seen" in line for line in lines.values())
     assert "structured output no (refused: the role asks in text)" in lines["proposer"]
     assert "structured output no (refused" in lines["coder"] and "tool calls no" in lines["solver"]
+    assert mlgym.code == 0 and mlgym.out.startswith("solver: ok:")  # read by MLGym's own parser
+    assert srv.requests[-2]["messages"][0]["content"].count("DISCUSSION") == 1
     assert tool_mode.code == 1
     (line,) = one_line_each(tool_mode, ["solver"])
     assert line.startswith("solver: cannot work:") and "tool calls no" in line

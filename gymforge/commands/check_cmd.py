@@ -49,10 +49,11 @@ async def check(s: Settings, roles: list[str]) -> list:
 
 
 def action_format(s: Settings, role: str) -> str:
-    """How the role's replies carry a command (the solver's; MLGym's interface never makes tool calls)."""
+    """How the role's replies carry a command (the solver's): thought_action, tool_call, or discussion (MLGym's
+    interface: a DISCUSSION and one command block, never a tool call)."""
     settings = s.role(role)
     if getattr(settings, "interface", "bash") == "mlgym":
-        return "thought_action"
+        return "discussion"
     return getattr(settings, "action_format", "thought_action")
 
 
