@@ -19,9 +19,10 @@ from typing import Any
 
 from aiohttp import web
 
-from domain.model_api import PURPOSE_HEADER, TEACHER_MODEL
+from domain.model_api import PROBE_PURPOSE, PURPOSE_HEADER, TEACHER_MODEL
 from domain.tokens import conversation_tokens, message_tokens
 from teacher.policy import PolicyError, TeacherConfig, answer
+from teacher.probe import probe_reply
 from teacher.solve import shell_blocks
 
 SHUTDOWN_TIMEOUT_S = 1.0  # how long stop() lets requests in progress finish
@@ -124,7 +125,8 @@ class TeacherApp:
         self.counters.by_purpose[purpose] = self.counters.by_purpose.get(purpose, 0) + 1
         try:
             async with self.policy_lock:
-                text = await asyncio.to_thread(answer, purpose, messages, self.config, seed, tools)
+                text = (probe_reply(messages, body.get("response_format")) if purpose == PROBE_PURPOSE
+                        else await asyncio.to_thread(answer, purpose, messages, self.config, seed, tools))
         except PolicyError as exc:
             return web.json_response(error_body(str(exc), "invalid_request_error"), status=400)
         message = tool_message(text, len(messages)) if offers_bash(tools) else {"role": "assistant", "content": text}
