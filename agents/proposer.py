@@ -14,6 +14,7 @@ import hashlib
 import json
 import re
 from collections.abc import Sequence
+from typing import Any
 
 import structlog
 from nats.js.errors import KeyWrongLastSequenceError
@@ -21,7 +22,8 @@ from nats.js.kv import KeyValue
 from pydantic import Field, ValidationError
 
 from agents.llm_agent import LLMAgent
-from agents.replies import ReplyError, first_json
+from agents.replies import ReplyError
+from agents.reply_json import one_json, wrapped_list
 from agents.runtime import Emit, RoleSettings
 from bus import Event, Poison
 from catalog.settings import HubSettings
@@ -57,8 +59,16 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")[:40] or "general"
 
 
+def topic_items(value: Any) -> list[Any] | None:
+    """The topics a JSON value gives: an array, an object wrapping it ({"topics": [...]}, or one list-valued
+    key), or one topic object alone."""
+    if isinstance(value, dict) and "title" in value and not isinstance(value.get("topics"), list):
+        return [value]
+    return wrapped_list(value, "topics")
+
+
 def parse_topics(text: str) -> list[TopicProposed]:
-    items = first_json(text, list)
+    items = one_json(text, topic_items, "a JSON array of topics")
     topics = []
     for i, item in enumerate(items):
         try:
