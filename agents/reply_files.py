@@ -18,11 +18,11 @@ from agents.reply_blocks import Block, ReplyError, Scan, scan
 PLAIN_PATH = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*(?:/[A-Za-z0-9_][A-Za-z0-9_.-]*)*")
 FILE_LIKE = re.compile(r"[\w./-]*\w\.[A-Za-z][A-Za-z0-9]{0,7}\b")
 LIST_MARK = r"(?:(?:[-*+]|\d+[.)])\s+)?"
-EXPLICIT = re.compile(r"^" + LIST_MARK + r"(?:#{1,6}\s*)?[*_]{0,2}\s*file(?:name)?\s*[*_]{0,2}\s*:\s*(.*?)\s*$",
+EXPLICIT = re.compile(r"^" + LIST_MARK + r"(?:#{1,6}\s*)?[*_]{0,2}\s*file(?:name)?\s*[*_]{0,2}\s*:[*\s]*(.*?)\s*$",
                       re.IGNORECASE)
 WEAK = [re.compile(LIST_MARK + p) for p in
         (r"#{1,6}\s+(.+?)\s*#*", r"\*\*(.+?)\*\*:?", r"__(.+?)__:?", r"`([^`]+)`:?")]
-MARKUP = "`*_'\" "
+MARKUP = "`*'\""
 NOT_FILE_TAGS = {"bash", "sh", "shell", "zsh", "console", "text", "txt", "plaintext", "output", "log"}
 NAME_ATTR = re.compile(r"\b(?:title|file|filename|name|path)\s*=\s*(?:\"([^\"]*)\"|'([^']*)'|(\S+))")
 
