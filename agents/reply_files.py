@@ -21,7 +21,8 @@ LIST_MARK = r"(?:(?:[-*+]|\d+[.)])\s+)?"
 EXPLICIT = re.compile(r"^" + LIST_MARK + r"(?:#{1,6}\s*)?[*_]{0,2}\s*file(?:name)?\s*[*_]{0,2}\s*:[*\s]*(.*?)\s*$",
                       re.IGNORECASE)
 WEAK = [re.compile(LIST_MARK + p) for p in
-        (r"#{1,6}\s+(.+?)\s*#*", r"\*\*(.+?)\*\*:?", r"__(.+?)__:?", r"`([^`]+)`:?")]
+        (r"#{1,6}\s+(.+?)\s*#*", r"\*\*(.+?)\*\*:?", r"__(.+?)__:?", r"`([^`]+)`:?", r"([\w./-]+):?")]
+NUMBERING = re.compile(r"^(?:\d+[.)]|[-*+])\s+")
 MARKUP = "`*'\""
 NOT_FILE_TAGS = {"bash", "sh", "shell", "zsh", "console", "text", "txt", "plaintext", "output", "log"}
 NAME_ATTR = re.compile(r"\b(?:title|file|filename|name|path)\s*=\s*(?:\"([^\"]*)\"|'([^']*)'|(\S+))")
@@ -79,10 +80,14 @@ def weak_name(line: str, block: Block, known: Collection[str]) -> str | None:
     m = next((m for p in WEAK if (m := p.fullmatch(line))), None)
     if m is None:
         return None
-    name = unmarked(m.group(1))
+    name = unmarked(NUMBERING.sub("", unmarked(m.group(1))))
     if EXPLICIT.match(name):  # `FILE: x` in a code span or in bold
         return explicit_name(name)
     if plain(name) and (FILE_LIKE.fullmatch(name) or name in known):
+        if block.tag in NOT_FILE_TAGS:
+            raise ReplyError(f"the ```{block.tag} block on line {block.line} follows {line!r}: if it is that "
+                             f"file, announce it with the line `FILE: {name}`; if it is no file, put no file "
+                             "name on the line right before it")
         return name
     if FILE_LIKE.search(name) and block.tag not in NOT_FILE_TAGS:
         raise refuse_name(line, name)
