@@ -76,7 +76,9 @@ def parse_bundle(text: str) -> tuple[TaskMeta, dict[str, str]]:
         meta = TaskMeta.model_validate(raw)
     except ValidationError as exc:
         err = exc.errors()[0]
-        raise ReplyError(f"task metadata invalid: {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+        raise ReplyError(f"task metadata invalid: {'.'.join(map(str, err['loc']))}: {err['msg']}: send one ```json "
+                         "object with name, metric, direction (maximize or minimize), training_timeout (seconds), "
+                         "description and dataset_description") from None
     missing = [f for f in REQUIRED_FILES if f not in found]
     if missing:
         raise ReplyError(f"missing file(s) {missing}: give each as a line `FILE: <name>` and a fenced block")

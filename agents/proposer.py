@@ -74,9 +74,11 @@ def parse_topics(text: str) -> list[TopicProposed]:
         try:
             topics.append(TopicProposed.model_validate(item))
         except ValidationError as exc:
-            raise ReplyError(f"topic {i} is invalid: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}") from None
+            err = exc.errors()[0]
+            raise ReplyError(f"topic {i} is invalid: {'.'.join(map(str, err['loc']))}: {err['msg']}: send each "
+                             "topic as an object with title, description, task_type and candidate_datasets") from None
     if not topics:
-        raise ReplyError("the JSON array holds no topics")
+        raise ReplyError("the JSON array holds no topics: send at least one topic object in it")
     return topics
 
 

@@ -140,7 +140,9 @@ CASES = [
          refuse="expected a ```json block"),
     Case("topics-invalid-json", "topics", "```json\n[{\"title\": \"x\" \"description\": 1}]\n```",
          refuse="not valid JSON"),
-    Case("topics-invalid-topic", "topics", json_block([{"description": "no title"}]), refuse="topic 0 is invalid"),
+    Case("topics-invalid-topic", "topics", json_block([{**TOPIC, "task_type": "x"}]),
+         refuse="topic 0 is invalid: task_type"),
+    Case("topics-empty-array", "topics", json_block([]), refuse="send at least one topic"),
 
     # coder: metadata and files
     Case("bundle-canonical", "bundle", bundle(), FILES),
@@ -204,6 +206,8 @@ CASES = [
     Case("bundle-diff-instead-of-files", "bundle", json_block(META) + fence(DIFF, "diff"), refuse="is a diff"),
     Case("bundle-files-in-json-and-blocks", "bundle", bundle(meta=json_block({**META, "files": FILES})),
          refuse="both in the JSON"),
+    Case("bundle-meta-with-a-bad-direction", "bundle", bundle(meta=json_block({**META, "direction": "up"})),
+         refuse="direction (maximize or minimize)"),
     Case("bundle-meta-without-submission-format", "bundle",
          bundle(meta=json_block({**META, "description": "Classify the species, please. {dataset_docs}"})),
          refuse="SUBMISSION FORMAT"),
