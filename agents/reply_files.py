@@ -21,7 +21,8 @@ LIST_MARK = r"(?:(?:[-*+]|\d+[.)])\s+)?"
 EXPLICIT = re.compile(r"^" + LIST_MARK + r"(?:#{1,6}\s*)?[*_]{0,2}\s*file(?:name)?\s*[*_]{0,2}\s*:[*\s]*(.*?)\s*$",
                       re.IGNORECASE)
 WEAK = [re.compile(LIST_MARK + p) for p in
-        (r"#{1,6}\s+(.+?)\s*#*", r"\*\*(.+?)\*\*:?", r"__(.+?)__:?", r"`([^`]+)`:?", r"([\w./-]+):?")]
+        (r"#{1,6}\s+(.+?)\s*#*", r"\*\*(.+?)\*\*:?", r"__(.+?)__:?", r"`([^`]+)`:?",
+         r"([\w./-]+\.(?:py|csv|tsv|txt|json|jsonl|md|sh|yaml|yml|toml|cfg|ini|js|ts)):?")]  # a bare name line
 NUMBERING = re.compile(r"^(?:\d+[.)]|[-*+])\s+")
 MARKUP = "`*'\""
 NOT_FILE_TAGS = {"bash", "sh", "shell", "zsh", "console", "text", "txt", "plaintext", "output", "log"}

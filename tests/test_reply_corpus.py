@@ -156,6 +156,8 @@ CASES = [
     Case("bundle-bold-FILE", "bundle", bundle("**FILE: {name}**"), FILES),
     Case("bundle-numbered-bold-code-span", "bundle", bundle("1. **`{name}`**"), FILES),
     Case("bundle-bare-name-lines", "bundle", bundle("{name}:"), FILES),
+    Case("bundle-e.g.-line-is-no-header", "bundle", bundle() + "\ne.g.:\n" + fence("0,setosa", "text"),
+         FILES),
     Case("bundle-numbered-h3-headers", "bundle", bundle("### 1. {name}"), FILES),
     Case("bundle-blank-lines-between-header-and-fence", "bundle", bundle(between="\n\n\n"), FILES),
     Case("bundle-info-title", "bundle", bundle("", '{lang} title="{name}"'), FILES),
