@@ -392,6 +392,7 @@ def test_tool_calls_a_caller_did_not_normalise_are_read(calls: list[dict[str, An
     [None], ["bash"], [{"function": None}], [{"function": {"name": "bash", "arguments": 5}}],
     [{"function": {"name": "bash", "arguments": ["ls"]}}], [{"function": {"name": "bash", "arguments": None}}],
     [{"function": {"name": "bash", "arguments": '"ls"'}}], [{"function": {"name": None}}],
+    {"function": {"name": "bash", "arguments": '{"command": "ls"}'}}, "bash", None,
 ])
 def test_tool_call_junk_is_only_ever_a_format_error(calls: list[Any]) -> None:
     with pytest.raises(FormatError):

@@ -117,7 +117,7 @@ def bash_command(arguments: Any) -> str:
 
 def parse_tool_calls(text: str, tool_calls: list[dict[str, Any]]) -> Action:
     """Exactly one call of the `bash` tool; anything else is a FormatError (never another exception)."""
-    if not tool_calls:
+    if not tool_calls or not isinstance(tool_calls, list | tuple):
         raise FormatError("the reply calls no tool: call the `bash` tool exactly once")
     if len(tool_calls) > 1:
         raise FormatError(f"the reply makes {len(tool_calls)} tool calls: call the `bash` tool exactly once")
