@@ -397,3 +397,29 @@ def test_tool_calls_a_caller_did_not_normalise_are_read(calls: list[dict[str, An
 def test_tool_call_junk_is_only_ever_a_format_error(calls: list[Any]) -> None:
     with pytest.raises(FormatError):
         parse_tool_calls("", calls)
+
+
+# --- the pure pieces the corpus rests on -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("text", "value"), [
+    ('{"a": 1,}', {"a": 1}),
+    ('[1, 2, // two\n]', [1, 2]),
+    ('{"url": "http://x/y", /* c */ "b": [3,],}', {"url": "http://x/y", "b": [3]}),
+    ('{"s": "a \\" , ] // not a comment"}', {"s": 'a " , ] // not a comment'}),
+])
+def test_lenient_json_leaves_strings_alone(text: str, value: Any) -> None:
+    from agents.reply_json import loads
+
+    assert loads(text) == value
+
+
+def test_blocks_follow_commonmark_fences() -> None:
+    from agents.reply_blocks import scan
+
+    text = ("```python\na\n````\n"  # a longer closing fence closes
+            "```json```inline is no fence\n"  # a backtick in a backtick fence's info: not a fence
+            "    ```\n    indented code, no fence\n    ```\n"  # four spaces: not a fence
+            "~~~\n```\nstill inside\n~~~\n")  # a tilde block holds backtick lines
+    blocks = scan(text).blocks
+    assert [(b.tag, b.body) for b in blocks] == [("python", "a"), ("", "```\nstill inside")]
