@@ -6,7 +6,6 @@ OpenAI-shaped server) or in a solver episode (the real bwrap sandbox, a scripted
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -17,16 +16,15 @@ from agents.proposer import parse_topics
 from agents.solver.environment import SandboxEnvironment
 from agents.solver.loop import Episode, EpisodeLimits
 from agents.solver.record import Recorder
-from agents.taskrun import open_workspace
 from bus import Bus
 from domain.tokens import conversation_tokens
 from gymforge import sft_format
 from prompts import render
-from sandbox import get_backend
 from tests.helpers.scripted_model import ScriptedModel as ScriptedReplies
 from tests.helpers.scripted_model import bash
-from tests.helpers.tasks import ReadyTask, build_task
+from tests.helpers.tasks import ReadyTask
 from tests.test_llm import GOOD_TOPICS, ScriptedModel, asker
+from tests.test_solver_loop import env, task  # noqa: F401 - the bwrap workspace of a real task
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -98,19 +96,6 @@ async def test_thinking_is_read_apart_and_its_draft_is_not_the_answer(
 # --- a solver episode: cut-off replies, reasoning in the record and the SFT export ----------------------
 
 
-@pytest.fixture(scope="module")
-def task(tmp_path_factory: pytest.TempPathFactory) -> ReadyTask:
-    return build_task(tmp_path_factory.mktemp("reasoning-task"))
-
-
-@pytest.fixture
-async def env(task: ReadyTask, tmp_path: Path) -> AsyncIterator[SandboxEnvironment]:
-    files = ["baseline.py", "evaluate.py", "sample_submission.csv"]
-    ws = await open_workspace(get_backend("bwrap"), task.bundle, task.raw, tmp_path / "w", files=files)
-    yield SandboxEnvironment(ws, command_timeout_s=20, training_timeout_s=task.bundle.training_timeout)
-    await ws.close()
-
-
 def completion(text: str, *, reasoning: str = "", finish_reason: str = "stop") -> Completion:
     return Completion(text=text, prompt_tokens=100, completion_tokens=20, cost_usd=0.0, latency_s=0.0, retries=0,
                       reasoning=reasoning, finish_reason=finish_reason)
@@ -120,7 +105,7 @@ DANGER = "rm -rf data && touch CUT_OFF_RAN"
 THINKING = "Let me think. A draft:\n```bash\nrm -rf data\n```\nNo: run the baseline first."
 
 
-async def test_an_episode_skips_cut_off_replies_and_keeps_reasoning_apart(task: ReadyTask, env: SandboxEnvironment
+async def test_an_episode_skips_cut_off_replies_and_keeps_reasoning_apart(task: ReadyTask, env: SandboxEnvironment  # noqa: F811
                                                                           ) -> None:
     model = ScriptedReplies([
         completion(bash(DANGER, "Clean up first."), reasoning="cut while", finish_reason="length"),
