@@ -23,7 +23,7 @@ from aiohttp import web
 from domain.model_api import PURPOSE_HEADER, TEACHER_MODEL
 from domain.tokens import conversation_tokens, estimate
 from teacher.policy import PolicyError, TeacherConfig, answer
-from teacher.styles import PrefixCache, Styled, Styler, offers_bash, policy_messages, tool_message
+from teacher.styles import PrefixCache, Styled, Styler, offers_bash, tool_message
 
 __all__ = ["Faults", "TeacherApp", "TeacherServer", "offers_bash", "tool_message"]
 
@@ -129,7 +129,7 @@ class TeacherApp:
         self.counters.by_purpose[purpose] = self.counters.by_purpose.get(purpose, 0) + 1
         try:
             async with self.policy_lock:
-                canonical = policy_messages(messages)
+                canonical = self.styler.policy_messages(messages)
                 text = await asyncio.to_thread(answer, purpose, canonical, self.config, seed, tools)
                 styled = self.styler.reply(purpose, messages, text, tools=tools, seed=seed,
                                            response_format=response_format)

@@ -135,8 +135,12 @@ def request_rng(purpose: str, messages: Sequence[dict[str, Any]], seed: int | No
     return random.Random(int(hashlib.sha256(blob.encode()).hexdigest()[:16], 16))
 
 
-def conversation_key(messages: Sequence[dict[str, Any]]) -> str:
-    return hashlib.sha256(json.dumps(list(messages), sort_keys=True, default=str).encode()).hexdigest()
+def digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def conversation_key(messages: Sequence[dict[str, Any]], salt: str = "") -> str:
+    return hashlib.sha256((salt + json.dumps(list(messages), sort_keys=True, default=str)).encode()).hexdigest()
 
 
 def schema_name(purpose: str, response_format: Any) -> str | None:
@@ -325,7 +329,7 @@ def markdown_topics(topics: list[Any], rng: random.Random) -> str:
 def markdown_bundle(canon: Canon, rng: random.Random) -> str:
     meta = json.dumps(canon.meta, indent=2)
     fence = rng.choice(("```JSON", "```"))
-    return (f"I'll set this task up as follows.\n\n**Metadata**\n\n{fence}\n{meta}\n```\n\n### The files\n\n"
+    return (f"I'll set this task up as follows. The metadata:\n\n{fence}\n{meta}\n```\n\n### The files\n\n"
             f"Each file follows the card's columns and splits.\n\n{markdown_files(canon.files, rng)}\n\n"
             "Let me know if anything should change.\n")
 
@@ -400,6 +404,17 @@ class Styler:
         self.style = check_style(style)
         self.capacity = capacity
         self.cut: OrderedDict[str, tuple[str, str]] = OrderedDict()  # conversation -> (cut content, its text)
+        self.cut_texts: OrderedDict[str, None] = OrderedDict()  # the cut replies' contents and texts, hashed
+
+    def policy_messages(self, messages: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """`policy_messages`, and a cut-off reply of its own sent back (e.g. in a re-ask) is no action: cut
+        inside thinking whose opening tag was in the template, its text can hold a draft command."""
+        out = policy_messages(messages)
+        for i, m in enumerate(messages):
+            if m.get("role") == "assistant" and isinstance(m.get("content"), str) and m["content"].strip() and \
+                    digest(m["content"].strip()) in self.cut_texts:
+                out[i] = {"role": "assistant", "content": ""}
+        return out
 
     def reply(self, purpose: str, messages: Sequence[dict[str, Any]], text: str, *, tools: list[Any] | None = None,
               seed: int | None = None, response_format: Any = None) -> Styled:
@@ -428,8 +443,9 @@ class Styler:
                 message["reasoning" if rng.random() < 0.25 else "reasoning_content"] = thought
             else:
                 message["content"] = with_think_block(str(message.get("content") or ""), thought, rng)
-        if style == "cutoff" and not self.reask(messages):
-            return self.cut_off(message, messages, rng)
+        salt = json.dumps([purpose, seed, bash])
+        if style == "cutoff" and not self.reask(messages, salt):
+            return self.cut_off(message, messages, salt, rng)
         finish = "tool_calls" if message.get("tool_calls") else "stop"
         return Styled(message, finish, thought)
 
@@ -450,20 +466,21 @@ class Styler:
 
     # --- cut-off replies ------------------------------------------------------------------------------
 
-    def reask(self, messages: Sequence[dict[str, Any]]) -> bool:
+    def reask(self, messages: Sequence[dict[str, Any]], salt: str) -> bool:
         """Is this the re-ask of a conversation whose reply was cut off: the same messages, or those with a
         prompt appended, or with the cut reply (as sent, or as its text without thinking) and a prompt?"""
         n = len(messages)
-        if self.cut.get(conversation_key(messages)) is not None or \
-                (n >= 1 and self.cut.get(conversation_key(messages[:-1])) is not None):
+        if self.cut.get(conversation_key(messages, salt)) is not None or \
+                (n >= 1 and self.cut.get(conversation_key(messages[:-1], salt)) is not None):
             return True
         if n >= 2 and messages[-2].get("role") == "assistant":
-            cut = self.cut.get(conversation_key(messages[:-2]))
+            cut = self.cut.get(conversation_key(messages[:-2], salt))
             sent = str(messages[-2].get("content") or "").strip()
             return cut is not None and sent in (cut[0].strip(), cut[1].strip())
         return False
 
-    def cut_off(self, message: dict[str, Any], messages: Sequence[dict[str, Any]], rng: random.Random) -> Styled:
+    def cut_off(self, message: dict[str, Any], messages: Sequence[dict[str, Any]], salt: str,
+                rng: random.Random) -> Styled:
         """The message cut mid-way: its content (thinking included) up to a point drawn from the request,
         before the answer's last fence; no tool calls (they would have come after the text); finish_reason
         "length"."""
@@ -472,11 +489,15 @@ class Styler:
         at = max(1, min(int(len(content) * rng.uniform(0.3, 0.8)), end - 1))
         cut = content[:at]
         thought, text = split_thinking(cut)
-        key = conversation_key(messages)
+        key = conversation_key(messages, salt)
         self.cut[key] = (cut, text)
         self.cut.move_to_end(key)
-        while len(self.cut) > self.capacity:
-            self.cut.popitem(last=False)
+        for sent in (cut.strip(), text.strip()):
+            if sent:
+                self.cut_texts[digest(sent)] = None
+        for store in (self.cut, self.cut_texts):
+            while len(store) > self.capacity:
+                store.popitem(last=False)
         return Styled({"role": "assistant", "content": cut}, "length", thought)
 
 
