@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
-from agents.replies import ReplyError
+from agents.replies import CutOff, ReplyError
 from agents.runtime import Agent, AgentContext, RoleSettings
 from bus import Event, make_envelope
 from domain.payloads import Usage
@@ -43,16 +43,21 @@ class LLMAgent(Agent):
         await self.ctx.bus.publish(env)
 
     async def ask(self, messages: list[dict[str, Any]], purpose: str, parse: Callable[[str], T]) -> T:
-        """Ask, parse; on a format error re-ask with a correction (bounded), then raise ReplyError."""
+        """Ask, parse; on a format error re-ask with a correction (bounded), then raise ReplyError. A reply
+        cut off at the length limit is never parsed: it gets a correction of its own."""
         for attempt in range(self.max_corrections + 1):
             reply = await self.llm.complete(messages, purpose=purpose)
             try:
+                if reply.cut_off:
+                    raise CutOff
                 return parse(reply.text)
             except ReplyError as exc:
                 if attempt == self.max_corrections:
                     raise ReplyError(f"{exc} (still after {attempt} format corrections)") from None
+                correction = render("cut_off") if isinstance(exc, CutOff) else render("format_correction",
+                                                                                     problem=str(exc))
                 messages = [*messages, {"role": "assistant", "content": reply.text},
-                            {"role": "user", "content": render("format_correction", problem=str(exc))}]
+                            {"role": "user", "content": correction}]
         raise AssertionError("unreachable")
 
     async def handle(self, event: Event) -> Any:

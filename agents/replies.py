@@ -20,6 +20,13 @@ class ReplyError(ValueError):
     """The reply does not follow the requested format; the message says how."""
 
 
+class CutOff(ReplyError):
+    """The reply ended at the length limit (finish_reason "length"): never read as complete."""
+
+    def __init__(self) -> None:
+        super().__init__("the reply was cut off at the length limit before it ended")
+
+
 def split_thinking(content: str) -> tuple[str, str]:
     """(thinking, the rest) of a reply's content. Models served without a reasoning parser (Qwen3,
     DeepSeek-R1) write `<think>…</think>` at the start; templates that open the tag in the prompt leave

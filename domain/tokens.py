@@ -18,8 +18,8 @@ def estimate(text: str) -> int:
 
 
 def message_tokens(message: Mapping[str, Any]) -> int:
-    """A chat message: its content plus any tool-call arguments, and a few tokens of framing."""
-    total = estimate(str(message.get("content") or "")) + 4
+    """A chat message: its content, any reasoning_content and tool-call arguments, and a few tokens of framing."""
+    total = estimate(str(message.get("content") or "")) + estimate(str(message.get("reasoning_content") or "")) + 4
     for call in message.get("tool_calls") or ():
         fn = call.get("function") or {}
         total += estimate(str(fn.get("name", ""))) + estimate(str(fn.get("arguments", "")))

@@ -43,9 +43,11 @@ class HistoryMessage(_OptionalKeys):
     """One message of the conversation: a chat message (role, content, tool_calls, tool_call_id) plus the
     recording's keys. The solver writes `message_type` (system_prompt | observation | action) and `agent`
     on every message, `thought` and `action` on assistant turns, `tool_calls` on assistant turns and
-    `tool_call_id` on tool answers in tool-call mode. A step's `query` holds plain chat messages."""
+    `tool_call_id` on tool answers in tool-call mode, and `reasoning` on an assistant turn whose model
+    thought aloud (its reasoning field or `<think>` block: never part of `content`, and never sent back to
+    the model). A step's `query` holds plain chat messages."""
 
-    OPTIONAL = frozenset({"message_type", "agent", "thought", "action", "tool_calls", "tool_call_id"})
+    OPTIONAL = frozenset({"message_type", "agent", "thought", "action", "tool_calls", "tool_call_id", "reasoning"})
 
     role: Role
     content: str
@@ -55,6 +57,7 @@ class HistoryMessage(_OptionalKeys):
     action: str | None = None
     tool_calls: list[dict[str, Any]] | None = None  # the provider's tool-call objects, verbatim
     tool_call_id: str | None = None
+    reasoning: str | None = None  # the model's thinking before this reply (assistant turns), when it showed any
 
     def chat(self) -> dict[str, Any]:
         """The message in the chat API's shape: role, content, and tool_calls / tool_call_id when given."""
@@ -74,11 +77,12 @@ class StepState(Payload):
 
 
 class StepExtraInfo(_OptionalKeys):
-    OPTIONAL = frozenset({"model_time"})
+    OPTIONAL = frozenset({"model_time", "reasoning"})
 
     format_corrections: list[FormatCorrection]  # replies re-asked before this step's action
     tool_call_id: str | None  # the tool call answered (tool-call mode), else None
     model_time: float | None = None  # seconds spent waiting for the model, corrections included
+    reasoning: str | None = None  # the model's thinking before the step's reply (not in `response`)
 
 
 class TrajectoryStep(Payload):

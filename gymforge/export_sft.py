@@ -43,6 +43,7 @@ from store.db import Store, StoreError
 STATUSES: dict[str, tuple[str, ...] | None] = {"accepted": ("accepted",), "all": None}
 DEFAULT_MAX_TOKENS = 32_000
 FORMATS = ("trl", "openai")
+REASONING = sft_format.REASONING
 SKIPPED_IDS_KEPT = 1000  # the manifest lists at most this many skipped trajectories by name
 
 
@@ -52,14 +53,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Write the trajectories as one chat conversation per line (DIR/train.jsonl). One longer "
                     "than --max-tokens estimated tokens keeps the system prompt, the task and the final turns "
                     "from the last submit on, and drops whole turns from the middle, oldest first.")
-    add_filter_args(p, order=True, max_tokens=True)
+    add_filter_args(p, order=True, max_tokens=True, reasoning=True)
     p.add_argument("--format", choices=FORMATS, default="trl", dest="fmt",
                    help="trl: messages and metadata per line (default); openai: messages only, "
                         "metadata in DIR/metadata.jsonl")
     p.set_defaults(func=with_settings(cmd_export_sft))
 
 
-def add_filter_args(p: argparse.ArgumentParser, *, order: bool, max_tokens: bool) -> None:
+def add_filter_args(p: argparse.ArgumentParser, *, order: bool, max_tokens: bool, reasoning: bool = False) -> None:
     p.add_argument("--out", type=Path, required=True, help="output directory")
     p.add_argument("--status", choices=tuple(STATUSES), default="accepted",
                    help="accepted trajectories only (default) or all of them")
@@ -72,6 +73,11 @@ def add_filter_args(p: argparse.ArgumentParser, *, order: bool, max_tokens: bool
         p.add_argument("--max-tokens", type=int, default=DEFAULT_MAX_TOKENS,
                        help=f"estimated tokens per conversation (default {DEFAULT_MAX_TOKENS}); middle turns "
                             "are dropped to fit")
+    if reasoning:
+        p.add_argument("--reasoning", choices=REASONING, default="drop",
+                       help="drop: the model's thinking stays out of the examples (default); keep: each assistant "
+                            "message that had some carries it as `reasoning_content` (Qwen3-style chat templates "
+                            "render it)")
     p.add_argument("--force", action="store_true", help="write into a non-empty DIR, replacing our files")
 
 
@@ -84,6 +90,7 @@ class Filters:
     task_ids: tuple[str, ...] | None = None
     order: str = "time"
     max_tokens: int = DEFAULT_MAX_TOKENS
+    reasoning: str = "drop"  # drop | keep: the assistant messages' reasoning_content
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Filters:
@@ -91,14 +98,15 @@ class Filters:
         if max_tokens < 1:
             raise UserError(f"--max-tokens must be at least 1, not {max_tokens}")
         return cls(status=args.status, task_ids=tuple(dict.fromkeys(args.task_ids)) if args.task_ids else None,
-                   order=getattr(args, "order", "time"), max_tokens=max_tokens)
+                   order=getattr(args, "order", "time"), max_tokens=max_tokens,
+                   reasoning=getattr(args, "reasoning", "drop"))
 
     def query(self) -> dict[str, Any]:
         return {"statuses": STATUSES[self.status], "task_ids": list(self.task_ids) if self.task_ids else None}
 
     def describe(self) -> dict[str, Any]:
         return {"status": self.status, "tasks": list(self.task_ids) if self.task_ids else None,
-                "order": self.order, "max_tokens": self.max_tokens}
+                "order": self.order, "max_tokens": self.max_tokens, "reasoning": self.reasoning}
 
 
 @dataclass
@@ -156,9 +164,10 @@ async def trajectories(store: Store, f: Filters, skipped: Skipped
         yield row, traj
 
 
-def example_of(row: dict[str, Any], traj: Trajectory, max_tokens: int, skipped: Skipped) -> Example | None:
+def example_of(row: dict[str, Any], traj: Trajectory, max_tokens: int, skipped: Skipped,
+               reasoning: str = "drop") -> Example | None:
     try:
-        conv = sft_format.conversation(traj, max_tokens)
+        conv = sft_format.conversation(traj, max_tokens, reasoning=reasoning)
     except sft_format.Unusable as exc:
         skipped.add(row, exc.reason)
         return None
@@ -168,7 +177,7 @@ def example_of(row: dict[str, Any], traj: Trajectory, max_tokens: int, skipped: 
 async def examples(store: Store, f: Filters, skipped: Skipped) -> AsyncIterator[Example]:
     """One training example per usable trajectory, streamed."""
     async for row, traj in trajectories(store, f, skipped):
-        if (ex := example_of(row, traj, f.max_tokens, skipped)) is not None:
+        if (ex := example_of(row, traj, f.max_tokens, skipped, f.reasoning)) is not None:
             yield ex
 
 

@@ -51,6 +51,7 @@ BASH_TOOL: dict[str, Any] = {
 # Reasons a trajectory yields no example (the manifest counts them).
 TOO_LONG = "too_long"
 MALFORMED = "malformed"
+REASONING = ("drop", "keep")  # the model's thinking: left out of the examples, or kept as reasoning_content
 
 
 class Unusable(Exception):
@@ -107,11 +108,15 @@ def assistant_text(m: HistoryMessage) -> str:
     return f"THOUGHT: {thought}\n\n```bash\n{action}\n```\n" if action else thought
 
 
-def clean(m: HistoryMessage) -> dict[str, Any]:
-    """A history item as a chat message: role, content, and the tool-call fields; nothing else."""
+def clean(m: HistoryMessage, reasoning: str = "drop") -> dict[str, Any]:
+    """A history item as a chat message: role, content, and the tool-call fields; with reasoning "keep",
+    an assistant message's thinking as `reasoning_content` (the key vLLM, DeepSeek and Qwen3-style chat
+    templates use); nothing else."""
     role = m.role
     if role == "assistant":
         out: dict[str, Any] = {"role": role, "content": assistant_text(m)}
+        if reasoning == "keep" and m.reasoning:
+            out["reasoning_content"] = m.reasoning
         if m.tool_calls:
             out["tool_calls"] = [tool_call(c) for c in m.tool_calls]
         return out
@@ -131,12 +136,12 @@ def check_shape(history: Sequence[HistoryMessage]) -> None:
             raise Unusable(MALFORMED, f"history message {i + 2} is {m.role!r}, expected {' or '.join(want)}")
 
 
-def split(traj: Trajectory) -> tuple[list[Message], list[Turn]]:
+def split(traj: Trajectory, reasoning: str = "drop") -> tuple[list[Message], list[Turn]]:
     """The conversation as (system and task, turns): each turn a reply and its observation, but the last,
     which is the final reply alone."""
     history = traj.history
     check_shape(history)
-    messages = [clean(m) for m in history]
+    messages = [clean(m, reasoning) for m in history]
     body = messages[2:]
     turns = [body[i:i + 2] for i in range(0, len(body), 2)]
     if not turns:
@@ -202,9 +207,12 @@ def fit(head: list[Message], turns: list[Turn], keep_from: int, max_tokens: int)
     return with_note(head, dropped) + flat(kept) + flat(final), dropped
 
 
-def conversation(traj: Trajectory, max_tokens: int) -> Conversation:
-    """The trajectory as a training conversation within `max_tokens` (estimated). Raises Unusable."""
-    head, turns = split(traj)
+def conversation(traj: Trajectory, max_tokens: int, reasoning: str = "drop") -> Conversation:
+    """The trajectory as a training conversation within `max_tokens` (estimated; kept reasoning counts).
+    Raises Unusable."""
+    if reasoning not in REASONING:
+        raise ValueError(f"reasoning must be one of {REASONING}, not {reasoning!r}")
+    head, turns = split(traj, reasoning)
     messages, dropped = fit(head, turns, final_turns_start(traj, len(turns)), max_tokens)
     tools = [BASH_TOOL] if is_tool_mode(traj) else None
     return Conversation(messages=messages, tools=tools, tokens=conversation_tokens(messages),

@@ -106,6 +106,8 @@ def trajectory(a: Attempt, metric: str, direction: str, baseline: float) -> dict
         else:
             msg = {"role": "assistant", "content": reply(s), "message_type": "action", **base, "thought": s.thought,
                    "action": s.command}
+            if i == 0:  # a model that thinks aloud: its reasoning is recorded beside the reply
+                msg["reasoning"] = thinking(a.task_id)
             obs = {"role": "user", "content": s.observation, "message_type": "observation", **base}
         query = history[-1:] if i else history[:]
         corrections = [{"reply": "I will look around.", "problem": "no fenced code block"}] if i == 1 else []
@@ -128,6 +130,10 @@ def trajectory(a: Attempt, metric: str, direction: str, baseline: float) -> dict
                  "task_id": a.task_id, "attempt": a.attempt, "model": "gymforge-offline-teacher"},
         "replay_config": {"action_format": fmt, "seed": a.attempt, "limits": {"max_steps": 30}, "model": "teacher"},
     }
+
+
+def thinking(task_id: str) -> str:
+    return f"(thinking) {task_id}: the baseline first, then tune it."
 
 
 def solving(metric: str, baseline: float, score: float, extra: list[Step] | None = None) -> list[Step]:
@@ -386,7 +392,8 @@ async def test_sft_trl_curriculum_loads_with_datasets_and_truncates_at_a_turn(fi
     assert manifest["dropped_turns"] == 8
     assert manifest["skipped"] == {"too_long": 1} and manifest["skipped_ids"] == ["wine-quality__1: too_long"]
     assert manifest["token_estimator"] == "estimated ceil(chars/4)"
-    assert manifest["filters"] == {"status": "accepted", "tasks": None, "order": "curriculum", "max_tokens": 32_000}
+    assert manifest["filters"] == {"status": "accepted", "tasks": None, "order": "curriculum", "max_tokens": 32_000,
+                                   "reasoning": "drop"}
     assert "exported 5 trajectory(ies)" in r.out and "1 too_long" in r.out and "8 middle turn(s) dropped" in r.out
 
 
@@ -411,6 +418,31 @@ async def test_sft_openai_time_order_all_statuses(filled: Filled, tmp_path: Path
     assert meta[1]["truncated"] and meta[1]["tokens"] <= 6000
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["files"] == ["train.jsonl", "metadata.jsonl"] and manifest["format"] == "openai"
+
+
+async def test_sft_reasoning_is_dropped_by_default_and_kept_as_reasoning_content(filled: Filled, tmp_path: Path
+                                                                                ) -> None:
+    for mode in ("drop", "keep"):
+        out = tmp_path / mode
+        args = ("--reasoning", mode) if mode == "keep" else ()
+        r = await export(filled, "sft", "--out", str(out), "--status", "all", *args)
+        assert r.code == 0, r.err
+        lines = jsonl(out / "train.jsonl")
+        kept = [(line["metadata"]["task_id"], m) for line in lines for m in line["messages"]
+                if "reasoning_content" in m]
+        text = json.dumps(lines)
+        if mode == "drop":
+            assert not kept and "(thinking)" not in text
+        else:  # the first turn's thinking, where truncation kept that turn
+            assert len(kept) >= 2
+            assert all(m["reasoning_content"] == thinking(task_id) for task_id, m in kept)
+            assert {m["role"] for _, m in kept} == {"assistant"}
+            assert all("(thinking)" not in m["content"] for _, m in kept)
+            for line in lines:
+                assert line["metadata"]["tokens"] == conversation_tokens(line["messages"])
+        assert json.loads((out / "manifest.json").read_text())["filters"]["reasoning"] == mode
+    r = await export(filled, "sft", "--out", str(tmp_path / "bad"), "--reasoning", "maybe")
+    assert r.code == 2 and len(r.err.strip().splitlines()) <= 2 and "Traceback" not in r.err
 
 
 async def test_sft_task_filter_and_a_limit_nothing_fits(filled: Filled, tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from agents.solver.interface import BashInterface
 from agents.solver.record import Recorder, Step
 from domain.tokens import conversation_tokens
 from domain.trajectory import FormatCorrection
+from prompts import render
 
 
 class Model(Protocol):
@@ -77,6 +78,10 @@ class EpisodeLimits:
     max_format_errors: int = 3  # corrections before exit_format (SWE-agent re-asks 3 times)
     max_timeouts: int = 3  # consecutive command timeouts before exit_command_timeout
     observation_chars: int = 10_000
+
+
+class CutOff(FormatError):
+    """The reply ended at the length limit: it is never read (a draft in it is not a command)."""
 
 
 class Interrupt(Exception):
@@ -144,21 +149,24 @@ class Episode:
             reply = await self.query(self.recorder.messages() + extra)
             model_time += reply.latency_s
             try:
+                if reply.cut_off:
+                    raise CutOff("the reply was cut off at the length limit before it ended")
                 return Turn(reply, self.ui.parse(reply), corrections, model_time)
             except FormatError as exc:
                 corrections.append(FormatCorrection(reply=reply.text, problem=str(exc)))
                 if len(corrections) > self.limits.max_format_errors:
                     raise LimitsExceeded("exit_format", f"{len(corrections)} replies in a row had no usable "
                                                         f"action; the last: {exc}") from None
-                extra += self.correction(reply, str(exc))
+                extra += self.correction(reply, exc)
 
-    def correction(self, reply: Completion, problem: str) -> list[dict[str, Any]]:
+    def correction(self, reply: Completion, problem: FormatError) -> list[dict[str, Any]]:
         bad: dict[str, Any] = {"role": "assistant", "content": reply.text}
         if reply.tool_calls:  # an answer to every call is required before the next user turn
             bad["tool_calls"] = reply.tool_calls
-        answers = [{"role": "tool", "tool_call_id": c.get("id"), "content": "not run: " + problem}
+        answers = [{"role": "tool", "tool_call_id": c.get("id"), "content": f"not run: {problem}"}
                    for c in reply.tool_calls]
-        return [bad, *answers, {"role": "user", "content": self.ui.correction(problem)}]
+        text = render("cut_off").rstrip("\n") if isinstance(problem, CutOff) else self.ui.correction(str(problem))
+        return [bad, *answers, {"role": "user", "content": text}]
 
     async def query(self, messages: list[dict[str, Any]]) -> Completion:
         self.check_budget(messages)

@@ -77,13 +77,14 @@ class Recorder:
 
     def add_step(self, step: Step) -> None:
         a = step.action
+        thinking = {"reasoning": step.reply.reasoning} if step.reply.reasoning else {}
         if self.tool_mode:
             calls = [c for c in step.reply.tool_calls if c.get("id") == a.tool_call_id][:1]
             assistant = _msg("assistant", step.reply.text, "action", thought=a.thought, action=a.command,
-                             tool_calls=calls)
+                             tool_calls=calls, **thinking)
             observation = _msg("tool", step.observation, "observation", tool_call_id=a.tool_call_id)
         else:
-            assistant = _msg("assistant", step.reply.text, "action", thought=a.thought, action=a.command)
+            assistant = _msg("assistant", step.reply.text, "action", thought=a.thought, action=a.command, **thinking)
             observation = _msg("user", step.observation, "observation")
         self.append(assistant, observation)
         self.steps.append(TrajectoryStep(
@@ -92,7 +93,7 @@ class Recorder:
             state=StepState(step=len(self.steps) + 1, score=step.score),
             query=[HistoryMessage(**m) for m in self.pending_query],
             extra_info=StepExtraInfo(format_corrections=step.corrections, tool_call_id=a.tool_call_id,
-                                     model_time=round(step.model_time, 4)),
+                                     model_time=round(step.model_time, 4), **thinking),
         ))
         self.pending_query = [self.chat[-1]]
 

@@ -22,7 +22,7 @@ def tool_call(command: str, call_id: str) -> dict[str, Any]:
 
 @dataclass
 class ScriptedModel:
-    replies: list[str | tuple[str, list[dict[str, Any]]]]  # text, or (text, tool_calls)
+    replies: list[str | tuple[str, list[dict[str, Any]]] | Completion]  # text, (text, tool_calls), or as given
     cost_per_call: float = 0.0
     repeat_last: bool = True
     seen: list[list[dict[str, Any]]] = field(default_factory=list)
@@ -33,6 +33,8 @@ class ScriptedModel:
         if n >= len(self.replies) and not self.repeat_last:
             raise AssertionError(f"the script has only {len(self.replies)} replies")
         reply = self.replies[min(n, len(self.replies) - 1)]
+        if isinstance(reply, Completion):
+            return reply
         text, calls = (reply, []) if isinstance(reply, str) else reply
         return Completion(text=text, prompt_tokens=conversation_tokens(messages), completion_tokens=estimate(text),
                           cost_usd=self.cost_per_call, latency_s=0.0, retries=0, tool_calls=calls)
