@@ -418,7 +418,7 @@ class Styler:
 
     def reply(self, purpose: str, messages: Sequence[dict[str, Any]], text: str, *, tools: list[Any] | None = None,
               seed: int | None = None, response_format: Any = None) -> Styled:
-        rng = request_rng(purpose, messages, seed)
+        rng = request_rng(purpose, messages, seed) if self.style != "plain" else random.Random(0)
         style = rng.choice(MIXED) if self.style == "mixed" else self.style
         canon = read_canon(purpose, text)
         schema = schema_name(purpose, response_format)
