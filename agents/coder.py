@@ -17,8 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agents.artifacts import fetch_dataset
 from agents.llm_agent import LLMAgent
+from agents.model_options import StructuredModelSettings
 from agents.replies import ReplyError, files, first_json
-from agents.runtime import AgentContext, Emit, RoleSettings
+from agents.runtime import AgentContext, Emit
 from bus import Event
 from domain.payloads import DatasetVerified, TaskDrafted, TaskRejected
 from domain.tasks import TaskBundle
@@ -77,7 +78,7 @@ def coder_system(runtime: Runtime) -> str:
     return render("coder_system", runtime=runtime)
 
 
-class CoderSettings(RoleSettings):
+class CoderSettings(StructuredModelSettings):
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)  # the shared `sandbox_*` section (task_runtime)
 
 
@@ -102,7 +103,7 @@ class CoderAgent(LLMAgent):
                     {"role": "user", "content": render("write_task", topic=d.topic, card=card, task_id=task_id,
                                                        runtime=self.runtime)}]
         try:
-            meta, written = await self.ask(messages, "write_task", parse_bundle)
+            meta, written = await self.ask(messages, "write_task", parse_bundle, schema="task_bundle")
         except ReplyError as exc:
             return [Emit(TaskRejected(task_id=task_id, revision=0, rounds=0, reason="coder reply unusable",
                                       last_error=str(exc)))]

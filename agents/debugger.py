@@ -18,8 +18,9 @@ from pydantic import Field
 from agents.artifacts import fetch_dataset
 from agents.coder import card_for_bundle, coder_system
 from agents.llm_agent import LLMAgent
+from agents.model_options import ModelSettings
 from agents.replies import ReplyError, explanation, files
-from agents.runtime import AgentContext, Emit, RoleSettings
+from agents.runtime import AgentContext, Emit
 from agents.taskrun import Score, StepFailed, check_submission_format, open_workspace, require_ok
 from bus import Event, Transient
 from domain.payloads import SolveRequested, TaskDrafted, TaskRejected, TaskValidated
@@ -36,7 +37,7 @@ def parse_fix(text: str) -> tuple[dict[str, str], str]:
     return changed, why
 
 
-class DebuggerSettings(RoleSettings):
+class DebuggerSettings(ModelSettings):
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)  # the shared `sandbox_*` section
     rounds: int = Field(3, ge=1, alias="debug_rounds", description="runs of a task (drafts + fixes) before it is rejected")
     attempts: int = Field(4, ge=1, alias="attempts", description="solve attempts requested per validated task")

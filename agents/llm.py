@@ -14,7 +14,7 @@ import hashlib
 import json
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -29,12 +29,35 @@ from domain.payloads import Usage
 
 log = structlog.get_logger("gymforge.llm")
 
-# $ per 1M tokens (input, output). Overridable per model through settings.
-DEFAULT_PRICES: dict[str, tuple[float, float]] = {
+# $ per 1M tokens: (input, output, cached input), as published. The cached-input price is the provider's
+# prompt-caching discount: a tenth of the input price for the gpt-5 family, a quarter for gpt-4.1 and o4-mini,
+# a half for gpt-4o. Overridable per model through the `prices` setting.
+CACHED_DISCOUNT: dict[str, float] = {"gpt-5": 0.1, "gpt-4.1": 0.25, "gpt-4o": 0.5, "o4-mini": 0.25}
+_LIST_PRICES: dict[str, tuple[float, float]] = {
     "gpt-5": (1.25, 10.0), "gpt-5-mini": (0.25, 2.0), "gpt-5-nano": (0.05, 0.4),
     "gpt-4.1": (2.0, 8.0), "gpt-4.1-mini": (0.4, 1.6), "gpt-4o": (2.5, 10.0), "gpt-4o-mini": (0.15, 0.6),
     "o4-mini": (1.1, 4.4),
 }
+PriceEntry = tuple[float, float] | tuple[float, float, float]
+
+
+def longest_prefix(model: str, names: Iterable[str]) -> str | None:
+    """The longest name the model's id starts with: the API answers with a dated snapshot
+    ("gpt-4o-mini-2024-07-18"), which "gpt-4o" must not price (17x too dear)."""
+    prefixes = [m for m in names if model.startswith(m)]
+    return max(prefixes, key=len) if prefixes else None
+
+
+def full_price(model: str, entry: PriceEntry) -> tuple[float, float, float]:
+    """An entry as (input, output, cached input): an entry without a cached price gets its family's discount
+    (CACHED_DISCOUNT), or none (the input price) for a model of no known family."""
+    if len(entry) == 3:
+        return entry  # type: ignore[return-value]
+    family = longest_prefix(model, CACHED_DISCOUNT)
+    return entry[0], entry[1], entry[0] * (CACHED_DISCOUNT[family] if family else 1.0)
+
+
+DEFAULT_PRICES: dict[str, tuple[float, float, float]] = {m: full_price(m, p) for m, p in _LIST_PRICES.items()}
 
 UsageSink = Callable[[Usage], Awaitable[None]]
 
@@ -62,6 +85,7 @@ class Completion:
     finish_reason: str | None = None  # "stop", "length" (cut off), "tool_calls", ...
     cached_tokens: int = 0  # prompt tokens the provider served from its prefix cache
     reasoning_tokens: int = 0  # completion tokens spent thinking (counted in completion_tokens)
+    model: str | None = None  # the model id the reply names (a dated snapshot), else the one asked for
 
     @property
     def cut_off(self) -> bool:
@@ -71,14 +95,35 @@ class Completion:
 
 @dataclass
 class Prices:
-    table: dict[str, tuple[float, float]] = field(default_factory=lambda: dict(DEFAULT_PRICES))
+    table: dict[str, PriceEntry] = field(default_factory=lambda: dict(DEFAULT_PRICES))
 
-    def cost(self, model: str, prompt_tokens: int, completion_tokens: int) -> float:
-        # The API answers with a dated snapshot ("gpt-4o-mini-2024-07-18"): the longest matching prefix
-        # prices it, not the first ("gpt-4o" would be 17x too dear).
-        prefixes = [m for m in self.table if model.startswith(m)]
-        price = self.table[max(prefixes, key=len)] if prefixes else (0.0, 0.0)
-        return (prompt_tokens * price[0] + completion_tokens * price[1]) / 1e6
+    def per_million(self, model: str) -> tuple[float, float, float]:
+        """(input, output, cached input) $ per 1M tokens for the model (zeros when it is not in the table)."""
+        name = longest_prefix(model, self.table)
+        return full_price(name, self.table[name]) if name is not None else (0.0, 0.0, 0.0)
+
+    def cost(self, model: str, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0) -> float:
+        """As providers bill: the prompt's cached tokens at the cached-input price, the rest at the input
+        price, the completion (reasoning tokens included) at the output price."""
+        inp, out, cached_in = self.per_million(model)
+        cached = min(max(cached_tokens, 0), prompt_tokens)
+        return ((prompt_tokens - cached) * inp + cached * cached_in + completion_tokens * out) / 1e6
+
+
+@dataclass(frozen=True)
+class RequestOptions:
+    """A role's request options (agents/model_options.py); None = not sent. `extra_body` is merged into the
+    body last (vLLM's `chat_template_kwargs`, a provider's own fields)."""
+
+    reasoning_effort: str | None = None
+    max_completion_tokens: int | None = None
+    temperature: float | None = None
+    extra_body: dict[str, Any] = field(default_factory=dict)
+
+    def body(self) -> dict[str, Any]:
+        sent = {"reasoning_effort": self.reasoning_effort, "max_completion_tokens": self.max_completion_tokens,
+                "temperature": self.temperature}
+        return {k: v for k, v in sent.items() if v is not None}
 
 
 @dataclass(frozen=True)
@@ -160,8 +205,10 @@ class LLM:
     """One role's model: `complete(messages, purpose=...)` -> Completion."""
 
     def __init__(self, endpoint: Endpoint, role: str, *, prices: Prices | None = None,
-                 on_usage: UsageSink | None = None, backoff_base_s: float = 0.5) -> None:
+                 on_usage: UsageSink | None = None, backoff_base_s: float = 0.5,
+                 options: RequestOptions | None = None) -> None:
         self.endpoint, self.role = endpoint, role
+        self.options = options or RequestOptions()
         self.prices = prices or Prices()
         self.on_usage = on_usage
         self.backoff_base_s = backoff_base_s
@@ -174,7 +221,8 @@ class LLM:
 
     async def complete(self, messages: list[dict[str, Any]], *, purpose: str, max_tokens: int | None = None,
                        temperature: float | None = None, seed: int | None = None,
-                       tools: list[dict[str, Any]] | None = None) -> Completion:
+                       tools: list[dict[str, Any]] | None = None,
+                       response_format: dict[str, Any] | None = None) -> Completion:
         started, attempts = time.monotonic(), 0
         retrying = AsyncRetrying(
             retry=retry_if_exception(is_retryable), stop=stop_after_attempt(self.endpoint.max_retries + 1),
@@ -187,22 +235,25 @@ class LLM:
                 with attempt:
                     attempts += 1
                     response = await self._call(messages, purpose, max_tokens=max_tokens, temperature=temperature,
-                                                seed=seed, tools=tools)
+                                                seed=seed, tools=tools, response_format=response_format)
         except _sdk().APIStatusError as exc:
             if is_retryable(exc):
                 raise Transient(f"model endpoint failing after {attempts} tries: {exc.status_code}",
                                 delay=retry_after(exc)) from None
-            raise ModelRefused(f"model endpoint refused the request ({exc.status_code}): {exc.message}") from None
+            raise ModelRefused(f"model endpoint refused the request ({exc.status_code}): {exc.message}",
+                               status_code=exc.status_code) from None
         except (_sdk().APITimeoutError, _sdk().APIConnectionError) as exc:
-            raise Transient(f"model endpoint unreachable after {attempts} tries: {type(exc).__name__}") from None
+            cause = f" ({exc.__cause__})" if exc.__cause__ is not None else ""  # e.g. cannot connect to host
+            raise Transient(f"model endpoint unreachable after {attempts} tries: {type(exc).__name__}{cause}") from None
         return await self._finish(response, started, attempts - 1)
 
     async def _call(self, messages: list[dict[str, Any]], purpose: str, **options: Any) -> Reply:
         """POST /chat/completions through the SDK's generic `post`, our JSON in and out: `create` would walk
         every message against the param TypedDicts, copy the body and build the response model (SDK
         `maybe_transform`, `construct`), most of a call's CPU in a long episode. Same request and errors."""
-        body: dict[str, Any] = {"model": self.endpoint.model, "messages": messages}
+        body: dict[str, Any] = {"model": self.endpoint.model, "messages": messages, **self.options.body()}
         body.update({k: v for k, v in options.items() if v is not None})
+        body.update(self.options.extra_body)
         async with _endpoint_semaphore(self.endpoint):
             data = await self.client.post("/chat/completions", cast_to=object, content=json.dumps(body).encode(),
                                           options={"headers": {PURPOSE_HEADER: purpose}})
@@ -213,15 +264,17 @@ class LLM:
 
     async def _finish(self, reply: Reply, started: float, retries: int) -> Completion:
         model = reply.model or self.endpoint.model
+        cost = self.prices.cost(model, reply.prompt_tokens, reply.completion_tokens, reply.cached_tokens)
         done = Completion(text=reply.text, prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens,
-                          cost_usd=self.prices.cost(model, reply.prompt_tokens, reply.completion_tokens),
+                          cost_usd=cost,
                           latency_s=time.monotonic() - started, retries=retries, tool_calls=reply.tool_calls,
                           reasoning=reply.reasoning, finish_reason=reply.finish_reason,
-                          cached_tokens=reply.cached_tokens, reasoning_tokens=reply.reasoning_tokens)
+                          cached_tokens=reply.cached_tokens, reasoning_tokens=reply.reasoning_tokens, model=model)
         if self.on_usage:
             await self.on_usage(Usage(role=self.role, model=model, endpoint=public_url(self.endpoint.base_url),
                                       prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens,
-                                      cost_usd=done.cost_usd, latency_s=done.latency_s, retries=retries))
+                                      cost_usd=done.cost_usd, latency_s=done.latency_s, retries=retries,
+                                      cached_tokens=reply.cached_tokens, reasoning_tokens=reply.reasoning_tokens))
         return done
 
 
@@ -306,3 +359,7 @@ class MalformedReply(Transient):
 
 class ModelRefused(Poison):
     """The endpoint rejected the request for good (a 4xx other than 408, 409, 429): retrying will not help."""
+
+    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code

@@ -5,13 +5,17 @@ from __future__ import annotations
 import contextvars
 import uuid
 from collections.abc import Callable
-from typing import Any, ClassVar, TypeVar
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from agents.replies import CutOff, ReplyError
 from agents.runtime import Agent, AgentContext, RoleSettings
 from bus import Event, make_envelope
 from domain.payloads import Usage
 from prompts import render
+
+if TYPE_CHECKING:
+    from agents.llm import LLM, Models, UsageSink
 
 T = TypeVar("T")
 CURRENT_EVENT: contextvars.ContextVar[Event | None] = contextvars.ContextVar("current_event", default=None)
@@ -26,12 +30,9 @@ class LLMAgent(Agent):
 
     def __init__(self, ctx: AgentContext, settings: RoleSettings | None = None) -> None:
         super().__init__(ctx, settings)
-        from agents.llm import LLM  # the openai SDK takes ~0.7 s to import: only where a model is called
-
         if ctx.models is None:
             raise TypeError(f"{self.role} calls a model: its AgentContext needs `models`")
-        self.llm = LLM(ctx.models.endpoint(self.model_kind), self.role, prices=ctx.models.prices,
-                       on_usage=self.publish_usage)
+        self.llm = role_llm(self.role, self.model_kind, ctx.models, self.settings, on_usage=self.publish_usage)
 
     async def stop(self) -> None:
         await self.llm.close()
@@ -42,11 +43,17 @@ class LLMAgent(Agent):
                             key=uuid.uuid4().hex)
         await self.ctx.bus.publish(env)
 
-    async def ask(self, messages: list[dict[str, Any]], purpose: str, parse: Callable[[str], T]) -> T:
-        """Ask, parse; on a format error re-ask with a correction (bounded), then raise ReplyError. A reply
-        cut off at the length limit is never parsed: it gets a correction of its own."""
+    async def ask(self, messages: list[dict[str, Any]], purpose: str, parse: Callable[[str], T],
+                  schema: str | None = None) -> T:
+        """Ask, parse; on a format error re-ask with a correction (bounded), then raise ReplyError. With a
+        `schema` (agents/schemas.py) the reply is asked for as structured output where the role's
+        `structured_output` setting and the endpoint allow (agents/structured.py). A reply cut off at the
+        length limit is never parsed: it gets a correction of its own."""
+        from agents import structured
+
+        mode = getattr(self.settings, "structured_output", "off")
         for attempt in range(self.max_corrections + 1):
-            reply = await self.llm.complete(messages, purpose=purpose)
+            reply = await structured.complete(self.llm, messages, purpose, schema, mode)
             try:
                 if reply.cut_off:
                     raise CutOff
@@ -69,3 +76,18 @@ class LLMAgent(Agent):
 
     async def work(self, event: Event) -> Any:
         raise NotImplementedError
+
+
+def role_llm(role: str, kind: str, models: Models, settings: RoleSettings,
+             on_usage: UsageSink | None = None) -> LLM:
+    """A role's model client: its kind's endpoint ("teacher" or "solver") with the role's own model and
+    request options (agents/model_options.py) when it declares them."""
+    from agents.llm import LLM  # the openai SDK takes ~0.7 s to import: only where a model is called
+    from agents.model_options import ModelSettings
+
+    endpoint = models.endpoint(kind)
+    if not isinstance(settings, ModelSettings):
+        return LLM(endpoint, role, prices=models.prices, on_usage=on_usage)
+    if settings.model:
+        endpoint = replace(endpoint, model=settings.model)
+    return LLM(endpoint, role, prices=models.prices, on_usage=on_usage, options=settings.request_options())

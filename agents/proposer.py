@@ -21,8 +21,9 @@ from nats.js.kv import KeyValue
 from pydantic import Field, ValidationError
 
 from agents.llm_agent import LLMAgent
+from agents.model_options import StructuredModelSettings
 from agents.replies import ReplyError, first_json
-from agents.runtime import Emit, RoleSettings
+from agents.runtime import Emit
 from bus import Event, Poison
 from catalog.settings import HubSettings
 from domain.payloads import TopicProposed, TopicRequested
@@ -70,7 +71,7 @@ def parse_topics(text: str) -> list[TopicProposed]:
     return topics
 
 
-class ProposerSettings(RoleSettings):
+class ProposerSettings(StructuredModelSettings):
     hub: HubSettings = Field(default_factory=HubSettings)  # the shared `hf_*` section
     hints: int = Field(20, ge=0, le=200, description="Hub search results shown to the model as hints (0: none)")
 
@@ -138,7 +139,7 @@ class ProposerAgent(LLMAgent):
                         catalog=self.catalog_summary(), exclude=exclude, task_types=list(TASK_TYPES))
         messages = [{"role": "system", "content": render("propose_system")}, {"role": "user", "content": prompt}]
         try:
-            return await self.ask(messages, "propose_topics", parse_topics)
+            return await self.ask(messages, "propose_topics", parse_topics, schema="topics")
         except ReplyError as exc:
             raise Poison(f"proposer: model reply unusable: {exc}") from None
 

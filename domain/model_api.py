@@ -3,3 +3,4 @@ offline teacher (teacher/): the header naming a request's purpose, and the stand
 
 PURPOSE_HEADER = "X-Gymforge-Purpose"
 TEACHER_MODEL = "offline-teacher-rule-based"
+PROBE_PURPOSE = "check_model"  # `gymforge check-model`'s requests (the offline teacher: teacher/probe.py)

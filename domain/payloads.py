@@ -182,6 +182,8 @@ class Usage(EventPayload):
     cost_usd: float = 0.0
     latency_s: float = 0.0
     retries: int = 0
+    cached_tokens: int = 0  # of prompt_tokens, served from the provider's prefix cache (billed at a discount)
+    reasoning_tokens: int = 0  # of completion_tokens, spent thinking
 
 
 EVENTS: tuple[type[EventPayload], ...] = (

@@ -124,7 +124,8 @@ async def http_answers(url: str, timeout: float = 1.0) -> bool:
 
 def models(s: Settings) -> Any:
     """The teacher endpoint (proposer, coder, debugger), the solver's (the offline teacher by default) and the
-    price table."""
+    price table (the `prices` setting merged over the built-in one). A role's own model and request options
+    are its settings' (agents/model_options.py, applied by `agents.llm_agent.role_llm`)."""
     from agents.llm import Endpoint, Models, Prices
     from domain.model_api import TEACHER_MODEL
 
@@ -136,10 +137,9 @@ def models(s: Settings) -> Any:
                            model=s.teacher_model or "gpt-5", concurrency=s.llm_concurrency,
                            timeout_s=s.llm_timeout_s, max_retries=s.llm_max_retries)
     solver = teacher
-    if s.solver_base_url or s.solver_model:
-        solver = Endpoint(base_url=s.solver_base_url or teacher.base_url,
-                          api_key=s.secret("solver_api_key") or teacher.api_key,
-                          model=s.solver_model or teacher.model, concurrency=s.llm_concurrency,
+    if s.solver_base_url:
+        solver = Endpoint(base_url=s.solver_base_url, api_key=s.secret("solver_api_key") or teacher.api_key,
+                          model=teacher.model, concurrency=s.llm_concurrency,
                           timeout_s=s.llm_timeout_s, max_retries=s.llm_max_retries)
     prices = Prices()
     prices.table.update(s.prices)

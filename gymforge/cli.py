@@ -21,6 +21,7 @@ def _modules() -> list:
         agent_cmds,
         budget_cmd,
         bus_cmds,
+        check_cmd,
         hub_cmd,
         run_cmd,
         settings_cmd,
@@ -28,7 +29,7 @@ def _modules() -> list:
         web_cmd,
     )
 
-    return [run_cmd, agent_cmds, bus_cmds, teacher_cmd, hub_cmd, budget_cmd, catalog_cli, sandbox_cli, export_mlgym,
+    return [run_cmd, agent_cmds, bus_cmds, teacher_cmd, check_cmd, hub_cmd, budget_cmd, catalog_cli, sandbox_cli, export_mlgym,
             export_sft, export_traj, export_hf, web_cmd, settings_cmd]
 
 

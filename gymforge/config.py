@@ -16,13 +16,14 @@ An unknown key, or a value of the wrong type, is a one-line error naming the key
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, SerializeAsAny, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, SerializeAsAny, ValidationError, field_validator
 
 from agents.roles import ROLES
 from agents.runtime import Agent, RoleSettings
@@ -76,18 +77,30 @@ class Settings(BaseModel):
         "plain", description="how the offline teacher dresses its replies, as some real model would (teacher/styles.py)")
     solver_base_url: str | None = Field(None, description="the solver's endpoint (default: the teacher's)")
     solver_api_key: SecretStr | None = Field(None, description="its API key")
-    solver_model: str | None = Field(None, description="the solver's model (default: the teacher's)")
     llm_concurrency: int = Field(default=16, ge=1, description="model calls in flight per endpoint")
     llm_timeout_s: float = Field(120.0, description="a model call's timeout")
     llm_max_retries: int = Field(default=6, ge=0, description="retries of 429, 5xx and timeouts")
     budget_usd: float | None = Field(None, description="spend limit in USD (none: no limit)")
     budget_tokens: int | None = Field(None, description="spend limit in tokens (none: no limit)")
-    prices: dict[str, tuple[float, float]] = Field(default_factory=dict, description="model -> ($ per 1M input, $ per 1M output)")
+    prices: dict[str, tuple[float, float] | tuple[float, float, float]] = Field(
+        default_factory=dict, description="model -> [$ per 1M input, $ per 1M output(, $ per 1M cached input)], "
+        "merged over the built-in table; a JSON object in the environment")
 
     # sections: shared ones, and each role's own settings (keyed by role name)
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
     hub: HubSettings = Field(default_factory=HubSettings)
     roles: dict[str, SerializeAsAny[RoleSettings]] = Field(default_factory=dict)
+
+    @field_validator("prices", mode="before")
+    @classmethod
+    def _prices_json(cls, value: Any) -> Any:
+        """The environment gives a JSON object: {"my-model": [0.5, 1.5, 0.05]}."""
+        if isinstance(value, str):
+            try:
+                return json.loads(value)
+            except ValueError as exc:
+                raise ValueError(f"not JSON ({exc})") from None
+        return value
 
     @property
     def db_path(self) -> Path:

@@ -13,10 +13,21 @@ import aiosqlite
 from store.writes import Statement
 
 SCHEMA = resources.files("store").joinpath("schema.sql").read_text()
+# Columns added since a table was first created: (table, column, type). A store made before them gets them
+# on open (ALTER TABLE ... ADD COLUMN; old rows read NULL).
+ADDED_COLUMNS = (("usage", "cached_tokens", "INTEGER"), ("usage", "reasoning_tokens", "INTEGER"))
 
 
 class StoreError(Exception):
     """The store cannot be opened or written (path unwritable, disk full, corrupt file)."""
+
+
+async def add_columns(db: aiosqlite.Connection) -> None:
+    for table, column, kind in ADDED_COLUMNS:
+        async with db.execute(f"PRAGMA table_info({table})") as cur:
+            have = {row[1] for row in await cur.fetchall()}
+        if column not in have:
+            await db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
 
 class Store:
@@ -38,12 +49,17 @@ class Store:
                 await db.execute("PRAGMA journal_mode=WAL")
                 await db.execute("PRAGMA synchronous=NORMAL")
                 await db.executescript(SCHEMA)
+                await add_columns(db)
                 await db.commit()
             await db.execute("PRAGMA busy_timeout=10000")
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open the store at {path}: {exc}") from None
         db.row_factory = aiosqlite.Row
         return cls(db, path)
+
+    async def columns(self, table: str) -> set[str]:
+        async with self.db.execute(f"PRAGMA table_info({table})") as cur:
+            return {row[1] for row in await cur.fetchall()}
 
     async def close(self) -> None:
         await self.db.close()

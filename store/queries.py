@@ -20,14 +20,31 @@ async def events_by_type(store: Store) -> dict[str, int]:
     return {r["type"]: r["n"] for r in rows}
 
 
+USAGE_SUMS = ("calls", "prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens", "cost_usd",
+              "retries")
+
+
+def cached_share(row: dict[str, Any]) -> float | None:
+    """The share of prompt tokens served from the provider's prefix cache (None without prompt tokens)."""
+    prompt = row.get("prompt_tokens") or 0
+    return round((row.get("cached_tokens") or 0) / prompt, 4) if prompt else None
+
+
 async def usage_totals(store: Store) -> dict[str, Any]:
+    """Calls, tokens (cached and reasoning ones among them), cost and retries per role and model, and in all;
+    each with its `cached_share` of prompt tokens. A store from before the cached columns (opened read-only,
+    not yet migrated by the sink) counts none cached."""
+    have = await store.columns("usage")
+    extra = "".join(f", SUM({c}) AS {c}" if c in have else f", 0 AS {c}" for c in ("cached_tokens", "reasoning_tokens"))
     rows = await store.rows(
         "SELECT role, model, COUNT(*) AS calls, SUM(prompt_tokens) AS prompt_tokens,"
-        " SUM(completion_tokens) AS completion_tokens, SUM(cost_usd) AS cost_usd, SUM(retries) AS retries"
+        f" SUM(completion_tokens) AS completion_tokens{extra}, SUM(cost_usd) AS cost_usd, SUM(retries) AS retries"
         " FROM usage GROUP BY role, model ORDER BY role"
     )
-    total = {k: sum((r[k] or 0) for r in rows) for k in ("calls", "prompt_tokens", "completion_tokens",
-                                                          "cost_usd", "retries")}
+    for r in rows:
+        r["cached_share"] = cached_share(r)
+    total: dict[str, Any] = {k: sum((r[k] or 0) for r in rows) for k in USAGE_SUMS}
+    total["cached_share"] = cached_share(total)
     return {"by_role": rows, "total": total}
 
 

@@ -99,6 +99,8 @@ CREATE TABLE IF NOT EXISTS usage (
     model       TEXT,
     prompt_tokens     INTEGER,
     completion_tokens INTEGER,
+    cached_tokens     INTEGER,             -- of prompt_tokens, served from the provider's prefix cache
+    reasoning_tokens  INTEGER,             -- of completion_tokens, spent thinking
     cost_usd    REAL,
     latency_s   REAL,
     retries     INTEGER,

@@ -174,10 +174,11 @@ def _rejected_traj(env: Envelope, p: TrajectoryRejected, t: str) -> list[Stateme
 
 def _usage(env: Envelope, p: Usage, t: str) -> list[Statement]:
     return [(
-        "INSERT INTO usage (id, trace_id, role, model, prompt_tokens, completion_tokens, cost_usd, latency_s,"
-        " retries, time) VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO NOTHING",
-        (env.id, env.trace_id, p.role, p.model, p.prompt_tokens, p.completion_tokens, p.cost_usd, p.latency_s,
-         p.retries, t),
+        "INSERT INTO usage (id, trace_id, role, model, prompt_tokens, completion_tokens, cached_tokens,"
+        " reasoning_tokens, cost_usd, latency_s, retries, time) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+        " ON CONFLICT(id) DO NOTHING",
+        (env.id, env.trace_id, p.role, p.model, p.prompt_tokens, p.completion_tokens, p.cached_tokens,
+         p.reasoning_tokens, p.cost_usd, p.latency_s, p.retries, t),
     )]
 
 

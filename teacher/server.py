@@ -20,9 +20,10 @@ from typing import Any
 
 from aiohttp import web
 
-from domain.model_api import PURPOSE_HEADER, TEACHER_MODEL
+from domain.model_api import PROBE_PURPOSE, PURPOSE_HEADER, TEACHER_MODEL
 from domain.tokens import conversation_tokens, estimate
 from teacher.policy import PolicyError, TeacherConfig, answer
+from teacher.probe import probe_reply
 from teacher.styles import PrefixCache, Styled, Styler, offers_bash, tool_message
 
 __all__ = ["Faults", "TeacherApp", "TeacherServer", "offers_bash", "tool_message"]
@@ -130,7 +131,8 @@ class TeacherApp:
         try:
             async with self.policy_lock:
                 canonical = self.styler.policy_messages(messages)
-                text = await asyncio.to_thread(answer, purpose, canonical, self.config, seed, tools)
+                text = (probe_reply(canonical, response_format) if purpose == PROBE_PURPOSE
+                        else await asyncio.to_thread(answer, purpose, canonical, self.config, seed, tools))
                 styled = self.styler.reply(purpose, messages, text, tools=tools, seed=seed,
                                            response_format=response_format)
         except PolicyError as exc:

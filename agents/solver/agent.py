@@ -19,7 +19,8 @@ from pydantic import Field
 from agents.artifacts import fetch_dataset
 from agents.llm import LLM, Completion
 from agents.llm_agent import LLMAgent
-from agents.runtime import AgentContext, Emit, RoleSettings
+from agents.model_options import ModelSettings
+from agents.runtime import AgentContext, Emit
 from agents.solver.actions import BASH_TOOL, ActionFormat
 from agents.solver.environment import SandboxEnvironment
 from agents.solver.loop import Environment, Episode, EpisodeLimits, Interface
@@ -76,7 +77,7 @@ def mlgym_instance_prompt(p: SolveRequested, max_steps: int, cwd: str) -> str:
 _EPISODE = EpisodeLimits()  # the episode's defaults, stated once in loop.py
 
 
-class SolverSettings(RoleSettings):
+class SolverSettings(ModelSettings):
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)  # the shared `sandbox_*` section
     action_format: ActionFormat = Field("thought_action", description="thought_action (one fenced bash block) "
                                         "or tool_call (one `bash` tool call); the bash interface's")

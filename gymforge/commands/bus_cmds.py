@@ -321,7 +321,9 @@ def status_text(status: dict[str, Any], s: Settings, *, color: bool) -> str:
         u = st["usage"]
         out.append(f"store: tasks {st['tasks']}, trajectories {st['trajectories']}")
         out.append(breadth_line(st["breadth"]))
-        out.append(f"usage: {u['calls']} calls, {u['prompt_tokens'] + u['completion_tokens']} tokens, "
+        share = u.get("cached_share")
+        cached = f" ({share:.0%} of prompt tokens cached)" if share is not None else ""
+        out.append(f"usage: {u['calls']} calls, {u['prompt_tokens'] + u['completion_tokens']} tokens{cached}, "
                    f"${u['cost_usd']:.4f}, {u['retries']} retried calls to the model endpoint")
     else:
         out.append(f"store: none yet at {s.db_path}")
