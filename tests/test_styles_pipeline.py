@@ -24,7 +24,7 @@ from gymforge.export_sft import Filters, export_sft
 from teacher.policy import TeacherConfig
 from teacher.server import TeacherServer
 from teacher.styles import DRAFT_COMMAND, DRAFT_MARK
-from tests.test_runtime import wait_until_count
+from tests.test_runtime import _count_or_zero as count_or_zero
 from tests.test_tasks_pipeline import rows
 
 pytestmark = pytest.mark.timeout(240)
@@ -32,17 +32,31 @@ pytestmark = pytest.mark.timeout(240)
 ROLES = ("proposer", "verifier", "coder", "debugger", "solver", "filter")
 TOPIC = TopicRequested(domain="botany", count=1, topic="Classify iris species from flower measurements",
                        task_type="tabular_classification")
-RUNS: dict[str, dict[str, Any]] = {  # style -> extra settings
-    "think": {},
-    "reasoning_field": {},
-    "markdown": {},
+TEXT = {"proposer_structured_output": "off", "coder_structured_output": "off"}  # topics and bundles as text
+RUNS: dict[str, dict[str, Any]] = {  # style -> extra settings (without them: topics and metadata as JSON schema)
+    "think": TEXT,  # drafts of the topic JSON and of FILE blocks inside the thinking
+    "reasoning_field": {},  # thinking beside structured replies
+    "markdown": TEXT,  # markdown headers, JSON habits, sh/console blocks
     "tool_object": {"solver_action_format": "tool_call"},
     "diff": {},
-    "cutoff": {},
-    "mixed": {"solver_action_format": "tool_call"},
+    "cutoff": {},  # structured replies cut off too
+    "mixed": {**TEXT, "solver_action_format": "tool_call"},
 }
 THINKING = ("<think>", "</think>", DRAFT_MARK, DRAFT_COMMAND, "No, wait.")
 FIGURES: dict[str, str] = {}
+
+
+async def wait_for_end(db: Path, timeout: float) -> None:
+    """Until the task is graded or rejected; a dead letter (e.g. a reply no parser could read) ends it at once."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await count_or_zero(db, "SELECT COUNT(*) FROM tasks WHERE status IN ('graded','rejected')") >= 1:
+            return
+        if await count_or_zero(db, "SELECT COUNT(*) FROM dead_letters"):
+            letters = await rows(db, "SELECT * FROM dead_letters")
+            raise AssertionError(f"dead letters: {[(d.get('subject'), d.get('reason')) for d in letters]}")
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"no graded or rejected task within {timeout} s")
 
 
 @pytest.mark.parametrize("style", list(RUNS))
@@ -57,8 +71,7 @@ async def test_a_run_in_each_style_yields_validated_tasks_and_accepted_trajector
         running = asyncio.create_task(sup.run())
         try:
             await bus.publish(make_envelope("topic.requested", TOPIC, producer="test"))
-            await wait_until_count(sink, "SELECT COUNT(*) FROM tasks WHERE status IN ('graded','rejected')", 1,
-                                   timeout=200)
+            await wait_for_end(sink, timeout=200)
         finally:
             sup.request_stop()
             await running
