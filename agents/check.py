@@ -7,7 +7,6 @@ parses (and, for a solver in tool_call format, when tool calls come back)."""
 
 from __future__ import annotations
 
-import inspect
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -65,11 +64,10 @@ def probe_messages(role: str, action_format: str = "thought_action") -> list[dic
 
 
 def _parse_fix(text: str) -> Any:
-    """The debugger's parser; it takes the bundle's file names once replies are read strictly."""
+    """The debugger's parser, given the probe bundle's file names."""
     from agents.debugger import parse_fix
 
-    known = list(PROBE_FILES)
-    changed, why = parse_fix(text, known) if len(inspect.signature(parse_fix).parameters) > 1 else parse_fix(text)
+    changed, why = parse_fix(text, list(PROBE_FILES))
     if "evaluate.py" not in changed:
         raise ReplyError(f"the fix changes {sorted(changed) or 'no file'}, not evaluate.py")
     return changed, why

@@ -18,7 +18,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from agents.artifacts import fetch_dataset
 from agents.llm_agent import LLMAgent
 from agents.model_options import StructuredModelSettings
-from agents.replies import ReplyError, files, first_json
+from agents.reply_blocks import ReplyError, refuse_unclosed, scan
+from agents.reply_checks import refuse_diffs, refuse_elisions, refuse_stray_code
+from agents.reply_files import plain, read_files
+from agents.reply_json import one_json
 from agents.runtime import AgentContext, Emit
 from bus import Event
 from domain.payloads import DatasetVerified, TaskDrafted, TaskRejected
@@ -28,6 +31,7 @@ from sandbox import SandboxSettings
 from sandbox.runtimes import Runtime
 
 REQUIRED_FILES = ("prepare.py", "baseline.py", "evaluate.py", "sample_submission.csv")
+META_KEYS = {"name", "metric", "direction", "description"}
 
 
 class TaskMeta(BaseModel):
@@ -40,13 +44,42 @@ class TaskMeta(BaseModel):
     dataset_description: str = ""
 
 
+def meta_of(value: Any) -> dict[str, Any] | None:
+    """A JSON object that is the task's metadata (it has one of its keys), else None."""
+    return value if isinstance(value, dict) and META_KEYS & value.keys() else None
+
+
+def json_files(meta: dict[str, Any], from_blocks: dict[str, str]) -> dict[str, str]:
+    """The files of a whole-JSON reply's "files" object (structured output): name -> content."""
+    given = meta["files"]
+    if from_blocks:
+        raise ReplyError("the files are given both in the JSON \"files\" object and as FILE blocks: send them once")
+    if not isinstance(given, dict) or not all(isinstance(v, str) for v in given.values()):
+        raise ReplyError('"files" must be a JSON object mapping each file name to its whole content as a string')
+    bad = [name for name in given if not plain(name)]
+    if bad:
+        raise ReplyError(f"file name(s) {bad} are not plain relative paths: name files like prepare.py")
+    return {name: body if body.endswith("\n") else body + "\n" for name, body in given.items()}
+
+
 def parse_bundle(text: str) -> tuple[TaskMeta, dict[str, str]]:
+    s = scan(text)
+    refuse_unclosed(s)
+    refuse_diffs(s)
+    given = read_files(s, REQUIRED_FILES)
+    raw = one_json(s, meta_of, 'the task\'s metadata object {"name", "metric", "direction", ...}', skip=given.named)
+    found = given.contents()
+    if "files" in raw:
+        found = json_files(raw, found)
+    refuse_stray_code(s, given.named)
+    refuse_elisions(found)
     try:
-        meta = TaskMeta.model_validate(first_json(text, dict))
+        meta = TaskMeta.model_validate(raw)
     except ValidationError as exc:
         err = exc.errors()[0]
-        raise ReplyError(f"task metadata invalid: {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
-    found = files(text)
+        raise ReplyError(f"task metadata invalid: {'.'.join(map(str, err['loc']))}: {err['msg']}: send one ```json "
+                         "object with name, metric, direction (maximize or minimize), training_timeout (seconds), "
+                         "description and dataset_description") from None
     missing = [f for f in REQUIRED_FILES if f not in found]
     if missing:
         raise ReplyError(f"missing file(s) {missing}: give each as a line `FILE: <name>` and a fenced block")

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from functools import partial
 from pathlib import Path
 
 from pydantic import Field
@@ -19,7 +20,10 @@ from agents.artifacts import fetch_dataset
 from agents.coder import card_for_bundle, coder_system
 from agents.llm_agent import LLMAgent
 from agents.model_options import ModelSettings
-from agents.replies import ReplyError, explanation, files
+from agents.replies import ReplyError, explanation
+from agents.reply_blocks import refuse_unclosed, scan
+from agents.reply_checks import WHOLE_FILES, refuse_diffs, refuse_elisions, refuse_stray_code
+from agents.reply_files import read_files
 from agents.runtime import AgentContext, Emit
 from agents.taskrun import Score, StepFailed, check_submission_format, open_workspace, require_ok
 from bus import Event, Transient
@@ -29,12 +33,24 @@ from prompts import render
 from sandbox import Backend, SandboxSettings, SandboxUnavailable, backend_for
 
 
-def parse_fix(text: str) -> tuple[dict[str, str], str]:
-    changed = files(text)
-    why = explanation(text)
-    if not changed and not why:
-        raise ReplyError("give `EXPLANATION: <one line>` and each changed file as `FILE: <name>` + a fenced block")
-    return changed, why
+def parse_fix(text: str, known: Collection[str]) -> tuple[dict[str, str], str]:
+    """(the changed files, whole, by name; the EXPLANATION line). `known`: the bundle's file names. A fix
+    must change at least one of them; a diff, an elided body or another file name is refused."""
+    s = scan(text)
+    refuse_unclosed(s)
+    refuse_diffs(s)
+    given = read_files(s, known)
+    refuse_stray_code(s, given.named)
+    changed = given.contents()
+    unknown = [name for name in changed if name not in known]
+    if unknown:
+        raise ReplyError(f"{unknown} is not a file of the task, whose files are {sorted(known)}: send only "
+                         "files of the task, each whole under a line `FILE: <name>`")
+    if not changed:
+        raise ReplyError(f"the reply changes no file: {WHOLE_FILES} (the task's files: {sorted(known)}), "
+                         "and a line `EXPLANATION: <one line>`")
+    refuse_elisions(changed)
+    return changed, explanation(s)
 
 
 class DebuggerSettings(ModelSettings):
@@ -109,7 +125,7 @@ class DebuggerAgent(LLMAgent):
         messages = [{"role": "system", "content": coder_system(self.settings.sandbox.task_runtime)},
                     {"role": "user", "content": prompt}]
         try:
-            changed, why = await self.ask(messages, "fix_task", parse_fix)
+            changed, why = await self.ask(messages, "fix_task", partial(parse_fix, known=tuple(b.files)))
         except ReplyError as exc:
             return [Emit(TaskRejected(task_id=b.task_id, revision=d.revision, rounds=d.revision + 1,
                                       reason="debugger reply unusable", last_error=str(exc)))]

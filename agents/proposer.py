@@ -14,6 +14,7 @@ import hashlib
 import json
 import re
 from collections.abc import Sequence
+from typing import Any
 
 import structlog
 from nats.js.errors import KeyWrongLastSequenceError
@@ -22,7 +23,8 @@ from pydantic import Field, ValidationError
 
 from agents.llm_agent import LLMAgent
 from agents.model_options import StructuredModelSettings
-from agents.replies import ReplyError, first_json
+from agents.replies import ReplyError
+from agents.reply_json import one_json, wrapped_list
 from agents.runtime import Emit
 from bus import Event, Poison
 from catalog.settings import HubSettings
@@ -58,16 +60,26 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")[:40] or "general"
 
 
+def topic_items(value: Any) -> list[Any] | None:
+    """The topics a JSON value gives: an array, an object wrapping it ({"topics": [...]}, or one list-valued
+    key), or one topic object alone."""
+    if isinstance(value, dict) and "title" in value and not isinstance(value.get("topics"), list):
+        return [value]
+    return wrapped_list(value, "topics")
+
+
 def parse_topics(text: str) -> list[TopicProposed]:
-    items = first_json(text, list)
+    items = one_json(text, topic_items, "a JSON array of topics")
     topics = []
     for i, item in enumerate(items):
         try:
             topics.append(TopicProposed.model_validate(item))
         except ValidationError as exc:
-            raise ReplyError(f"topic {i} is invalid: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}") from None
+            err = exc.errors()[0]
+            raise ReplyError(f"topic {i} is invalid: {'.'.join(map(str, err['loc']))}: {err['msg']}: send each "
+                             "topic as an object with title, description, task_type and candidate_datasets") from None
     if not topics:
-        raise ReplyError("the JSON array holds no topics")
+        raise ReplyError("the JSON array holds no topics: send at least one topic object in it")
     return topics
 
 

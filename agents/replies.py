@@ -7,17 +7,18 @@ import json
 import re
 from typing import Any
 
-FENCE = re.compile(r"^```([\w+-]*)[^\n]*\n(.*?)\n?^```", re.DOTALL | re.MULTILINE)
-FILE_BLOCK = re.compile(r"^FILE:\s*(\S+)\s*\n```[^\n]*\n(.*?)\n?^```", re.DOTALL | re.MULTILINE)
-EXPLANATION = re.compile(r"^EXPLANATION:\s*(.+)$", re.MULTILINE)
+from agents import reply_json
+from agents.reply_blocks import ReplyError, Scan, scan
+from agents.reply_files import read_files
+
+__all__ = ["ReplyError", "canonical_arguments", "explanation", "fenced_blocks", "files", "first_json",
+           "json_blocks", "split_thinking", "text_tool_calls"]
+
+EXPLANATION = re.compile(r"^[#*_\s]*EXPLANATION[*_\s]*:[*_\s]*(.+)$", re.IGNORECASE)
 
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 THINK_BLOCK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
-
-
-class ReplyError(ValueError):
-    """The reply does not follow the requested format; the message says how."""
 
 
 class CutOff(ReplyError):
@@ -94,40 +95,35 @@ def text_tool_calls(text: str) -> tuple[str, list[dict[str, Any]]]:
 
 
 def fenced_blocks(text: str, lang: str | None = None) -> list[str]:
-    return [body for tag, body in FENCE.findall(text) if lang is None or tag.lower() == lang]
+    """The bodies of the text's fenced blocks (of one language, any case, when `lang` is given)."""
+    return [b.body for b in scan(text).blocks if lang is None or b.tag == lang.lower()]
 
 
 def json_blocks(text: str) -> list[Any]:
+    """The values of the blocks tagged json (any case) that hold valid JSON (as prompts carry context)."""
     out = []
     for body in fenced_blocks(text, "json"):
-        try:
-            out.append(json.loads(body))
-        except json.JSONDecodeError:
-            continue
+        with contextlib.suppress(json.JSONDecodeError):
+            out.append(reply_json.loads(body))
     return out
 
 
 def first_json(text: str, kind: type) -> Any:
-    """The first ```json block of the given kind (dict or list); a bare JSON reply is accepted too."""
-    candidates = json_blocks(text)
-    if not candidates:
-        with contextlib.suppress(json.JSONDecodeError):
-            candidates = [json.loads(text.strip())]
-    for value in candidates:
-        if isinstance(value, kind):
-            return value
-    raise ReplyError(f"expected a ```json block holding a JSON {'array' if kind is list else 'object'}")
+    """The one JSON array (an object wrapping one array counts) or object the reply gives: in a ```json
+    block, an untagged block or bare. None, or two different ones, is a ReplyError."""
+    return reply_json.one_json(text, reply_json.of_kind(kind), "a JSON array" if kind is list else "a JSON object")
 
 
 def files(text: str) -> dict[str, str]:
-    """`FILE: name` lines each followed by one fenced block."""
-    found = {name.strip(): body + ("\n" if not body.endswith("\n") else "") for name, body in FILE_BLOCK.findall(text)}
-    for name in found:
-        if name.startswith("/") or ".." in name.split("/"):
-            raise ReplyError(f"file name {name!r} must be a relative path inside the task")
-    return found
+    """The files a text gives, each announced by a header right before its fenced block (`FILE: name` …)."""
+    return read_files(text).contents()
 
 
-def explanation(text: str) -> str:
-    m = EXPLANATION.search(text)
-    return m.group(1).strip() if m else ""
+def explanation(text: str | Scan) -> str:
+    """The `EXPLANATION: …` line outside the blocks ('' when there is none)."""
+    s = scan(text) if isinstance(text, str) else text
+    for _, line in s.outside():
+        m = EXPLANATION.match(line.strip())
+        if m:
+            return m.group(1).strip().strip("*").strip()
+    return ""

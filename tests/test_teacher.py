@@ -214,18 +214,20 @@ def test_write_task_plants_a_wrong_column_and_fix_task_repairs_it_from_the_key_e
              f'KeyError: "[\'{typo}\'] not in index"')
     prompt = render("fix_task", round=1, max_rounds=3, error=error, card=card, files=draft)
     reply = answer("fix_task", [{"role": "user", "content": prompt}], TeacherConfig(defect_rate=1.0))
-    changed, why = parse_fix(reply)
+    changed, why = parse_fix(reply, draft)
     assert why.startswith("KeyError") and typo in why and meant in why
     assert changed == {name: clean[name]}
 
 
-def test_fix_task_without_a_rule_explains_and_changes_nothing(catalog_root: Path) -> None:
+def test_fix_task_without_a_rule_explains_and_changes_nothing_which_is_no_fix(catalog_root: Path) -> None:
     card = iris_card(catalog_root)
     draft = write_bundle(card, task_id="iris-clean01").files
     prompt = render("fix_task", round=1, max_rounds=3, error="ZeroDivisionError: division by zero", card=card,
                     files=draft)
-    changed, why = parse_fix(answer("fix_task", [{"role": "user", "content": prompt}], TeacherConfig()))
-    assert changed == {} and why.startswith("could not fix")
+    reply = answer("fix_task", [{"role": "user", "content": prompt}], TeacherConfig())
+    assert reply.startswith("EXPLANATION: could not fix")
+    with pytest.raises(ReplyError, match="changes no file"):  # an empty change is refused, not applied
+        parse_fix(reply, draft)
 
 
 # --- reply parsing -----------------------------------------------------------------------------------------

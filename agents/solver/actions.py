@@ -13,9 +13,15 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from agents.replies import canonical_arguments
+from agents.reply_blocks import Block, scan
+
 ActionFormat = Literal["thought_action", "tool_call"]
-SHELL_TAGS = {"", "bash", "sh", "shell"}
-FENCE = re.compile(r"^```([\w+-]*)[^\n]*\n(.*?)\n?^```[ \t]*$", re.DOTALL | re.MULTILINE)
+SHELL_TAGS = {"", "bash", "sh", "shell", "zsh"}
+CONSOLE_TAGS = {"console", "shell-session", "terminal"}
+PROMPT = re.compile(r"^\s*\$\s+")
+FENCE = re.compile(  # MLGym's reading (parse_discussion)
+    r"^```([\w+-]*)[^\n]*\n(.*?)\n?^```[ \t]*$", re.DOTALL | re.MULTILINE)
 THOUGHT_PREFIX = re.compile(r"^\s*(THOUGHT|DISCUSSION)\s*:\s*", re.IGNORECASE)
 DISCUSSION_HEADER = re.compile(r"^\s*DISCUSSION\b[ \t]*:?\s*", re.IGNORECASE)
 ANY_BLOCK = re.compile(r"```([\s\S]*?)```")  # how MLGym counts code blocks
@@ -47,17 +53,35 @@ class Action:
         return word if word in ("validate", "submit") else None
 
 
+def console_command(block: Block) -> str:
+    """A shell block's command: `$ ` prompts stripped when every line has one; a ```console block that mixes
+    prompted commands with their output is refused (which lines would run is not clear)."""
+    lines = [line for line in block.body.splitlines() if line.strip()]
+    prompted = [line for line in lines if PROMPT.match(line)]
+    if prompted and len(prompted) < len(lines) and block.tag in CONSOLE_TAGS:
+        raise FormatError(f"the ```{block.tag} block mixes `$` commands with their output: send only the "
+                          "command, without a prompt or output, in a fenced block tagged bash")
+    if prompted and len(prompted) == len(lines):
+        return "\n".join(PROMPT.sub("", line, count=1) for line in lines)
+    return block.body
+
+
 def parse_thought_action(text: str) -> Action:
-    blocks = [(m.start(), body) for m in FENCE.finditer(text) for tag, body in [m.groups()]
-              if tag.lower() in SHELL_TAGS]
+    """THOUGHT, then exactly one block tagged as a shell (bash, sh, shell, zsh, console) or untagged. Blocks
+    of other languages are not commands; nothing inside a block counts as a second command."""
+    s = scan(text)
+    blocks = [b for b in s.blocks if b.tag in SHELL_TAGS | CONSOLE_TAGS]
     if not blocks:
         raise FormatError("the reply holds no command: put exactly one command in a fenced block tagged bash")
     if len(blocks) > 1:
         raise FormatError(f"the reply holds {len(blocks)} commands: give exactly one fenced bash block per reply")
-    start, command = blocks[0]
+    block = blocks[0]
+    if not block.closed:
+        raise FormatError("the bash block is not closed: end it with a line holding only ```")
+    command = console_command(block)
     if not command.strip():
         raise FormatError("the bash block is empty: put one command in it")
-    thought = THOUGHT_PREFIX.sub("", text[:start]).strip()
+    thought = THOUGHT_PREFIX.sub("", "\n".join(s.lines[:block.start])).strip()
     return Action(thought=thought, command=command.strip())
 
 
@@ -74,22 +98,39 @@ def parse_discussion(text: str) -> Action:
     return Action(thought=thought.strip(), command=m.group(2).strip())
 
 
+def bash_command(arguments: Any) -> str:
+    """The `command` of the bash tool's arguments: a JSON string of an object, an object, or a JSON string
+    encoded twice."""
+    try:
+        value = json.loads(canonical_arguments(arguments) or "{}")
+    except (json.JSONDecodeError, TypeError, ValueError):
+        value = None
+    if not isinstance(value, dict):
+        raise FormatError('the bash tool\'s arguments are not a JSON object with a `command` string: call it '
+                          'with {"command": "<one shell command>"}')
+    command = value.get("command")
+    if not isinstance(command, str) or not command.strip():
+        raise FormatError('the bash tool call has no `command` string: call it with {"command": "<one shell '
+                          'command>"}')
+    return command.strip()
+
+
 def parse_tool_calls(text: str, tool_calls: list[dict[str, Any]]) -> Action:
-    if not tool_calls:
+    """Exactly one call of the `bash` tool; anything else is a FormatError (never another exception)."""
+    if not tool_calls or not isinstance(tool_calls, list | tuple):
         raise FormatError("the reply calls no tool: call the `bash` tool exactly once")
     if len(tool_calls) > 1:
         raise FormatError(f"the reply makes {len(tool_calls)} tool calls: call the `bash` tool exactly once")
-    call = tool_calls[0]
-    fn = call.get("function") or {}
-    if fn.get("name") != "bash":
-        raise FormatError(f"unknown tool {fn.get('name')!r}: the only tool is `bash`")
-    try:
-        command = json.loads(fn.get("arguments") or "{}").get("command", "")
-    except (json.JSONDecodeError, AttributeError):
-        raise FormatError("the bash tool's arguments are not a JSON object with a `command` string") from None
-    if not isinstance(command, str) or not command.strip():
-        raise FormatError("the bash tool call has no `command`")
-    return Action(thought=text.strip(), command=command.strip(), tool_call_id=call.get("id"))
+    call = tool_calls[0] if isinstance(tool_calls[0], dict) else {}
+    fn = call.get("function") if isinstance(call.get("function"), dict) else call
+    name = fn.get("name")
+    if name != "bash":
+        raise FormatError(f"unknown tool {name!r}: the only tool is `bash`; call it with "
+                          '{"command": "<one shell command>"}')
+    command = bash_command(fn.get("arguments"))
+    call_id = call.get("id")
+    return Action(thought=(text or "").strip(), command=command,
+                  tool_call_id=str(call_id) if call_id is not None else None)
 
 
 def parse_action(text: str, tool_calls: list[dict[str, Any]], action_format: ActionFormat) -> Action:
