@@ -49,6 +49,7 @@ class Counters:
     in_flight: int = 0  # chat requests being handled now
     max_in_flight: int = 0  # the most ever handled at once
     by_purpose: dict[str, int] = field(default_factory=dict)
+    structured: int = 0  # replies given as the JSON a response_format asked for
 
 
 def error_body(message: str, kind: str, code: str | None = None) -> dict[str, Any]:
@@ -137,6 +138,7 @@ class TeacherApp:
                                            response_format=response_format)
         except PolicyError as exc:
             return web.json_response(error_body(str(exc), "invalid_request_error"), status=400)
+        self.counters.structured += styled.structured
         return web.json_response(completion(styled, conversation_tokens(messages),
                                             self.prefixes.cached_tokens(messages)))
 

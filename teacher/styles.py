@@ -43,7 +43,7 @@ import random
 import re
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from agents.replies import split_thinking
@@ -123,6 +123,7 @@ class Styled:
     message: dict[str, Any]
     finish_reason: str
     thinking: str = ""
+    structured: bool = False  # answered with the JSON a response_format asked for
 
     @property
     def completion_tokens(self) -> int:
@@ -445,9 +446,9 @@ class Styler:
                 message["content"] = with_think_block(str(message.get("content") or ""), thought, rng)
         salt = json.dumps([purpose, seed, bash])
         if style == "cutoff" and not self.reask(messages, salt):
-            return self.cut_off(message, messages, salt, rng)
+            return replace(self.cut_off(message, messages, salt, rng), structured=value is not None)
         finish = "tool_calls" if message.get("tool_calls") else "stop"
-        return Styled(message, finish, thought)
+        return Styled(message, finish, thought, structured=value is not None)
 
     def restyled(self, style: str, purpose: str, canon: Canon, messages: Sequence[dict[str, Any]],
                  rng: random.Random) -> str:

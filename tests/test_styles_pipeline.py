@@ -76,6 +76,9 @@ async def test_a_run_in_each_style_yields_validated_tasks_and_accepted_trajector
             sup.request_stop()
             await running
         by_purpose = dict(teacher.teacher.counters.by_purpose)
+        structured = teacher.teacher.counters.structured
+    # topics and the task's metadata came as JSON schema replies, unless the run asked for text
+    assert (structured == 0) if RUNS[style].get("coder_structured_output") == "off" else structured >= 2
 
     tasks = await rows(sink, "SELECT * FROM tasks")
     assert [t["status"] for t in tasks] == ["graded"], [(t["task_id"], t["status"], t["reason"]) for t in tasks]
@@ -104,6 +107,10 @@ async def test_a_run_in_each_style_yields_validated_tasks_and_accepted_trajector
             cut = [c for step in traj["trajectory"] for c in step["extra_info"]["format_corrections"]]
             assert len(cut) >= len(actions) and all("cut off" in c["problem"] for c in cut)
 
+    if style == "diff":  # the first fix came as a diff or elided: refused, then sent whole
+        assert by_purpose["fix_task"] >= 2, by_purpose
+    if style == "cutoff":  # every first reply was cut off and re-asked
+        assert all(by_purpose[p] >= 2 for p in ("propose_topics", "write_task", "fix_task")), by_purpose
     usage = await rows(sink, "SELECT * FROM usage")
     assert {u["role"] for u in usage} == {"proposer", "coder", "debugger", "solver"}
 
