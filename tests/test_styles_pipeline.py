@@ -113,6 +113,12 @@ async def test_a_run_in_each_style_yields_validated_tasks_and_accepted_trajector
         assert all(by_purpose[p] >= 2 for p in ("propose_topics", "write_task", "fix_task")), by_purpose
     usage = await rows(sink, "SELECT * FROM usage")
     assert {u["role"] for u in usage} == {"proposer", "coder", "debugger", "solver"}
+    # the solver's append-only conversation hits the (offline) prefix cache; thinking is counted apart
+    solver = [u for u in usage if u["role"] == "solver"]
+    cached_share = sum(u["cached_tokens"] for u in solver) / sum(u["prompt_tokens"] for u in solver)
+    assert cached_share > 0.5, cached_share
+    thinking = sum(u["reasoning_tokens"] for u in usage)
+    assert (thinking > 0) == (style in ("think", "reasoning_field", "cutoff", "mixed")), thinking
 
     out = tmp_path / "sft"
     summary = await export_sft(s, out, Filters())
@@ -128,5 +134,6 @@ async def test_a_run_in_each_style_yields_validated_tasks_and_accepted_trajector
         assert any(DRAFT_COMMAND in (m.get("reasoning_content") or "") for m in assistants)
         assert not any(mark in m["content"] for m in assistants for mark in THINKING)
     FIGURES[style] = (f"{time.monotonic() - started:.1f} s, {by_purpose} teacher calls, "
-                      f"{sum(1 for t in trajs if t['status'] == 'accepted')}/2 accepted")
+                      f"{sum(1 for t in trajs if t['status'] == 'accepted')}/2 accepted, solver prompt tokens "
+                      f"{cached_share:.0%} cached, {thinking} reasoning tokens")
     print(f"\n{style}: {FIGURES[style]}")
