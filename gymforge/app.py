@@ -40,7 +40,8 @@ async def ensure_teacher(s: Settings) -> Any:
 
     if not uses_offline_teacher(s) or await http_answers(teacher_url(s) + "/models"):
         return None
-    config = TeacherConfig(defect_rate=s.teacher_defect_rate, knowledge=tuple(mirror_knowledge(s)))
+    config = TeacherConfig(defect_rate=s.teacher_defect_rate, knowledge=tuple(mirror_knowledge(s)),
+                           style=s.teacher_style)
     server = TeacherServer(port=s.teacher_port, config=config)
     try:
         await server.start()

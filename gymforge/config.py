@@ -73,6 +73,8 @@ class Settings(BaseModel):
     teacher_model: str | None = Field(None, description="the teacher's model (gpt-5 when an endpoint is set)")
     teacher_port: int = Field(default=8765, ge=0, le=65535, description="the offline teacher's port, when no endpoint is set")
     teacher_defect_rate: float = Field(default=0.5, ge=0.0, le=1.0, description="the offline teacher's share of first drafts with a planted defect")
+    teacher_style: Literal["plain", "think", "reasoning_field", "markdown", "tool_object", "diff", "cutoff", "mixed"] = Field(
+        "plain", description="how the offline teacher dresses its replies, as some real model would (teacher/styles.py)")
     solver_base_url: str | None = Field(None, description="the solver's endpoint (default: the teacher's)")
     solver_api_key: SecretStr | None = Field(None, description="its API key")
     llm_concurrency: int = Field(default=16, ge=1, description="model calls in flight per endpoint")

@@ -49,6 +49,9 @@ class TeacherConfig:
     # the Hub datasets it "knows" (the offline mirror's: id, task_type, label_column, input_columns, domain, …),
     # as a real model knows Hub datasets from its training; without any, it proposes what the prompt shows
     knowledge: tuple[dict[str, Any], ...] = ()
+    # how the server dresses the canonical replies (teacher/styles.py: plain, think, markdown, ...); the
+    # policy's answer is the same in every style
+    style: str = "plain"
 
 
 class PolicyError(ValueError):

@@ -3,14 +3,15 @@
 Its model id says what it is: a rule-based stand-in, not a model. It can add latency and inject 429/500
 errors or hangs at given rates, for load and fault tests. The request body's `seed` goes to the policy;
 when its `tools` offer a function named "bash", the reply text becomes an assistant message calling it
-(one call per command block: a malformed reply makes no call, or two).
+(one call per command block: a malformed reply makes no call, or two). A `response_format` asking for the
+"topics" or "task_bundle" JSON gets it. The config's `style` re-styles every reply the way some real model
+writes (teacher/styles.py); usage reports the prompt tokens a prefix cache would have served
+(`prompt_tokens_details.cached_tokens`) and the thinking's (`completion_tokens_details.reasoning_tokens`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import random
 import time
 import uuid
@@ -20,10 +21,12 @@ from typing import Any
 from aiohttp import web
 
 from domain.model_api import PROBE_PURPOSE, PURPOSE_HEADER, TEACHER_MODEL
-from domain.tokens import conversation_tokens, message_tokens
+from domain.tokens import conversation_tokens, estimate
 from teacher.policy import PolicyError, TeacherConfig, answer
 from teacher.probe import probe_reply
-from teacher.solve import shell_blocks
+from teacher.styles import PrefixCache, Styled, Styler, offers_bash, tool_message
+
+__all__ = ["Faults", "TeacherApp", "TeacherServer", "offers_bash", "tool_message"]
 
 SHUTDOWN_TIMEOUT_S = 1.0  # how long stop() lets requests in progress finish
 
@@ -46,6 +49,7 @@ class Counters:
     in_flight: int = 0  # chat requests being handled now
     max_in_flight: int = 0  # the most ever handled at once
     by_purpose: dict[str, int] = field(default_factory=dict)
+    structured: int = 0  # replies given as the JSON a response_format asked for
 
 
 def error_body(message: str, kind: str, code: str | None = None) -> dict[str, Any]:
@@ -58,6 +62,8 @@ class TeacherApp:
         self.faults = faults or Faults()
         self.rng = random.Random(self.faults.seed)
         self.counters = Counters()
+        self.styler = Styler(self.config.style)
+        self.prefixes = PrefixCache()
         # one policy call at a time: it runs in a worker thread (the loop stays free) and CPython 3.11's
         # ast.parse, which it uses on baseline.py, is not thread-safe (gh-106905); under the GIL nothing is lost
         self.policy_lock = asyncio.Lock()
@@ -115,7 +121,7 @@ class TeacherApp:
         try:
             body = await request.json()
             messages = body["messages"]
-            seed, tools = body.get("seed"), body.get("tools")
+            seed, tools, response_format = body.get("seed"), body.get("tools"), body.get("response_format")
             if not isinstance(messages, list) or not isinstance(seed, int | None) or not isinstance(tools, list | None):
                 raise TypeError
         except (ValueError, KeyError, TypeError, AttributeError):
@@ -125,38 +131,27 @@ class TeacherApp:
         self.counters.by_purpose[purpose] = self.counters.by_purpose.get(purpose, 0) + 1
         try:
             async with self.policy_lock:
-                text = (probe_reply(messages, body.get("response_format")) if purpose == PROBE_PURPOSE
-                        else await asyncio.to_thread(answer, purpose, messages, self.config, seed, tools))
+                canonical = self.styler.policy_messages(messages)
+                text = (probe_reply(canonical, response_format) if purpose == PROBE_PURPOSE
+                        else await asyncio.to_thread(answer, purpose, canonical, self.config, seed, tools))
+                styled = self.styler.reply(purpose, messages, text, tools=tools, seed=seed,
+                                           response_format=response_format)
         except PolicyError as exc:
             return web.json_response(error_body(str(exc), "invalid_request_error"), status=400)
-        message = tool_message(text, len(messages)) if offers_bash(tools) else {"role": "assistant", "content": text}
-        return web.json_response(completion(message, conversation_tokens(messages)))
+        self.counters.structured += styled.structured
+        return web.json_response(completion(styled, conversation_tokens(messages),
+                                            self.prefixes.cached_tokens(messages)))
 
 
-def offers_bash(tools: list[Any] | None) -> bool:
-    return any(isinstance(t, dict) and (t.get("function") or {}).get("name") == "bash" for t in tools or ())
-
-
-def tool_message(text: str, position: int) -> dict[str, Any]:
-    """A thought_action reply as an assistant message calling the bash tool once per command block."""
-    commands = shell_blocks(text)
-    if not commands:
-        return {"role": "assistant", "content": text.removeprefix("THOUGHT:").strip()}
-    thought = text[:text.index("```")].removeprefix("THOUGHT:").strip()
-    calls = [{"id": "call_" + hashlib.sha256(f"{position}:{i}:{cmd}".encode()).hexdigest()[:16], "type": "function",
-              "function": {"name": "bash", "arguments": json.dumps({"command": cmd.strip()})}}
-             for i, cmd in enumerate(commands)]
-    return {"role": "assistant", "content": thought, "tool_calls": calls}
-
-
-def completion(message: dict[str, Any], prompt_tokens: int) -> dict[str, Any]:
-    ct = message_tokens(message)
+def completion(styled: Styled, prompt_tokens: int, cached_tokens: int = 0) -> dict[str, Any]:
+    ct = styled.completion_tokens
     return {
         "id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion", "created": int(time.time()),
         "model": TEACHER_MODEL,
-        "choices": [{"index": 0, "message": message,
-                     "finish_reason": "tool_calls" if message.get("tool_calls") else "stop"}],
-        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": ct, "total_tokens": prompt_tokens + ct},
+        "choices": [{"index": 0, "message": styled.message, "finish_reason": styled.finish_reason}],
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": ct, "total_tokens": prompt_tokens + ct,
+                  "prompt_tokens_details": {"cached_tokens": cached_tokens},
+                  "completion_tokens_details": {"reasoning_tokens": estimate(styled.thinking)}},
     }
 
 

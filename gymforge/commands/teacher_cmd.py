@@ -8,6 +8,7 @@ import contextlib
 import json
 import sys
 from pathlib import Path
+from typing import get_args
 
 from gymforge.app import mirror_knowledge, with_settings
 from gymforge.commands import serve_until_signalled
@@ -28,6 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="share of solver replies with no command block, or two (format-error tests)")
     p.add_argument("--solve-script", type=Path, default=None, metavar="FILE",
                    help="JSON list of strings: the solver replies, one per assistant turn (the last repeats)")
+    p.add_argument("--style", choices=get_args(Settings.model_fields["teacher_style"].annotation), default=None,
+                   help="dress the replies as some real model would: <think> drafts, markdown headers, tool "
+                        "arguments as objects, diffs, cut-off replies... (default: GYMFORGE_TEACHER_STYLE, plain)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=with_settings(cmd_teacher))
 
@@ -45,7 +49,8 @@ def cmd_teacher(args: argparse.Namespace, s: Settings) -> int:
     config = TeacherConfig(defect_rate=s.teacher_defect_rate if args.defect_rate is None else args.defect_rate,
                            solve_format_error_rate=args.solve_format_error_rate,
                            solve_script=read_script(args.solve_script) if args.solve_script else None,
-                           knowledge=tuple(mirror_knowledge(s)))
+                           knowledge=tuple(mirror_knowledge(s)),
+                           style=s.teacher_style if args.style is None else args.style)
     port = s.teacher_port if args.port is None else args.port
 
     async def main() -> None:
@@ -54,7 +59,8 @@ def cmd_teacher(args: argparse.Namespace, s: Settings) -> int:
             await server.start()
         except OSError as exc:
             raise UserError(f"cannot listen on {args.host}:{port}: {exc.strerror}") from None
-        print(f"offline teacher (rule-based stand-in, not a model) on {server.base_url}; Ctrl-C to stop",
+        styled = "" if config.style == "plain" else f", replies in the {config.style!r} style"
+        print(f"offline teacher (rule-based stand-in, not a model{styled}) on {server.base_url}; Ctrl-C to stop",
               file=sys.stderr)
         await serve_until_signalled(server)
 
