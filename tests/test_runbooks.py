@@ -265,7 +265,7 @@ def page_runs() -> Iterator[dict[str, Run]]:
 def test_every_operations_page_has_runnable_blocks() -> None:
     pages = runnable_pages()
     expected = {"one-machine.md", "several-machines.md", "dead-letters.md", "budget.md", "schema-changes.md",
-                "backup-restore.md"}
+                "backup-restore.md", "real-models.md"}
     assert expected <= set(pages), f"pages without `# runbook: test` blocks: {expected - set(pages)}"
 
 
@@ -309,6 +309,15 @@ def test_budget_set_show_and_config(page_runs: dict[str, Run]) -> None:
     assert "usage: 0 calls" in run.out, run.explain()
     assert '"my-org/llama-3.3-70b": [0.6, 0.6]' in run.out, run.explain()  # the config file's, through `settings`
     assert re.search(r"^solver_max_cost_usd +2\.0 ", run.out, re.M), run.explain()
+
+
+def test_real_models_options_preflight_and_a_styled_rehearsal(page_runs: dict[str, Run]) -> None:
+    run = passed(page_runs, "real-models.md")
+    assert re.search(r'^solver_reasoning_effort +"low" ', run.out, re.M), run.explain()  # the page's config
+    assert re.search(r"^solver_extra_body +.*enable_thinking", run.out, re.M), run.explain()
+    for role in ("proposer", "coder", "debugger", "solver"):  # check-model's lines, offline then styled
+        assert run.out.count(f"{role}: ok: model offline-teacher-rule-based") == 2, run.explain()
+    assert re.search(r"^4$", run.out, re.M), run.explain()  # every role saw thinking in the think style
 
 
 def test_schema_change_rehearsal(page_runs: dict[str, Run]) -> None:
