@@ -31,43 +31,54 @@ Structured output: a request with `response_format` json_schema named "topics" (
 
 The conversation a styled reply comes back in is made canonical again before the policy reads it
 (`policy_messages`: thinking stripped, ```console prompts removed, tool arguments encoded once), so the
-policy's replay of the episode sees what it would have seen in the plain style.
+policy's replay of the episode sees what it would have seen in the plain style. The canonical forms are in
+teacher/canon.py, the dressing (drafts, markdown, diffs, odd tool calls) in teacher/dress.py; this module
+chooses the style and remembers cut-off replies.
 """
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import random
-import re
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from agents.replies import split_thinking
 from domain.tokens import estimate, message_tokens
+from teacher.canon import (
+    Canon,
+    offers_bash,
+    policy_messages,
+    read_canon,
+    schema_name,
+    structured,
+    tool_message,
+)
+from teacher.dress import (
+    DRAFT_COMMAND,
+    DRAFT_MARK,
+    ELIDED,
+    corrected,
+    diff_fix,
+    markdown_action,
+    markdown_bundle,
+    markdown_fix,
+    markdown_topics,
+    odd_tool_calls,
+    prompt_files,
+    thinking,
+    with_think_block,
+)
+
+__all__ = ["DRAFT_COMMAND", "DRAFT_MARK", "ELIDED", "MIXED", "STYLES", "PrefixCache", "StyleError", "Styled",
+           "Styler", "check_style", "offers_bash", "policy_messages", "tool_message"]
 
 STYLES = ("plain", "think", "reasoning_field", "markdown", "tool_object", "diff", "cutoff", "mixed")
 MIXED = ("think", "reasoning_field", "markdown", "tool_object", "diff", "cutoff")
 THINKING_STYLES = ("think", "reasoning_field", "cutoff")
-CORRECTION = "Your reply could not be used:"
-
-# What the drafts inside thinking hold: wrong or dangerous, so that a test can show they were not used.
-DRAFT_MARK = "gymforge-draft"
-DRAFT_COMMAND = "rm -rf data && python prepare.py"
-DRAFT_DATASET = f"{DRAFT_MARK}/no-such-dataset"
-DRAFT_TITLE = f"Predict tomorrow's weather on {DRAFT_DATASET}"
-DRAFT_CODE = (f"# {DRAFT_MARK}: a first attempt, not the final file\nimport pandas as pd\n\ndef main(:\n"
-              "    frame = pd.read_csv('data/train.csv'\n")
-ELIDED = "# ... rest unchanged ..."
-
-FENCE = re.compile(r"^```([\w+-]*)[^\n]*\n(.*?)\n?^```[ \t]*$", re.DOTALL | re.MULTILINE)
-CANON_FILE = re.compile(r"^FILE: (\S+)\n```[^\n]*\n(.*?)\n?^```[ \t]*$", re.DOTALL | re.MULTILINE)
-CANON_JSON = re.compile(r"^```json\n(.*?)\n^```[ \t]*$", re.DOTALL | re.MULTILINE)
-CANON_ACTION = re.compile(r"\A(THOUGHT: |DISCUSSION\n)(.*?)\n\n```(bash)?\n(.*?)\n```\n?\Z", re.DOTALL)
-CONSOLE = re.compile(r"^```console[^\n]*\n(.*?)\n?^```[ \t]*$", re.DOTALL | re.MULTILINE)
 
 
 class StyleError(ValueError):
@@ -78,42 +89,6 @@ def check_style(style: str) -> str:
     if style not in STYLES:
         raise StyleError(f"unknown teacher style {style!r}: one of {', '.join(STYLES)}")
     return style
-
-
-@dataclass
-class Canon:
-    """The policy's canonical reply, read back into its parts (the teacher's own fixed formats)."""
-
-    kind: str  # "topics" | "bundle" | "fix" | "action" | "text"
-    text: str
-    topics: list[Any] = field(default_factory=list)
-    meta: dict[str, Any] = field(default_factory=dict)
-    files: dict[str, str] = field(default_factory=dict)
-    explanation: str = ""
-    thought: str = ""
-    command: str = ""
-    mlgym: bool = False
-
-
-def read_canon(purpose: str, text: str) -> Canon:
-    if purpose == "propose_topics":
-        m = CANON_JSON.search(text)
-        if m:
-            return Canon("topics", text, topics=json.loads(m.group(1)))
-    elif purpose == "write_task" and text.startswith("```json\n"):
-        m = CANON_JSON.search(text)
-        if m:
-            return Canon("bundle", text, meta=json.loads(m.group(1)), files=canon_files(text))
-    elif purpose == "fix_task" and text.startswith("EXPLANATION: "):
-        why = text.split("\n", 1)[0].removeprefix("EXPLANATION: ")
-        return Canon("fix", text, explanation=why, files=canon_files(text))
-    elif m := CANON_ACTION.match(text):
-        return Canon("action", text, thought=m.group(2), command=m.group(4), mlgym=m.group(1) == "DISCUSSION\n")
-    return Canon("text", text)
-
-
-def canon_files(text: str) -> dict[str, str]:
-    return {name: body.rstrip("\n") for name, body in CANON_FILE.findall(text)}
 
 
 @dataclass
@@ -128,7 +103,7 @@ class Styled:
     @property
     def completion_tokens(self) -> int:
         m = self.message
-        return message_tokens(m) + estimate(str(m.get("reasoning_content") or m.get("reasoning") or ""))
+        return message_tokens(m) + estimate(str(m.get("reasoning") or ""))  # reasoning_content is counted
 
 
 def request_rng(purpose: str, messages: Sequence[dict[str, Any]], seed: int | None) -> random.Random:
@@ -142,256 +117,6 @@ def digest(text: str) -> str:
 
 def conversation_key(messages: Sequence[dict[str, Any]], salt: str = "") -> str:
     return hashlib.sha256((salt + json.dumps(list(messages), sort_keys=True, default=str)).encode()).hexdigest()
-
-
-def schema_name(purpose: str, response_format: Any) -> str | None:
-    """"topics" or "task_bundle" when the request asks for that structured reply (json_schema by that name,
-    or json_object for the purpose that has it), else None (a text reply)."""
-    if not isinstance(response_format, dict):
-        return None
-    wanted = {"propose_topics": "topics", "write_task": "task_bundle"}.get(purpose)
-    kind = response_format.get("type")
-    if kind == "json_object":
-        return wanted
-    if kind == "json_schema":
-        name = (response_format.get("json_schema") or {}).get("name")
-        return wanted if name == wanted else None
-    return None
-
-
-# --- the conversation back to canonical ---------------------------------------------------------------
-
-
-def policy_messages(messages: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The conversation as the plain style would have left it: assistant messages without thinking (and
-    without reasoning fields), ```console blocks as ```bash without their `$ ` prompts, tool arguments
-    as one JSON string. Other messages as they are."""
-    out = []
-    for m in messages:
-        if m.get("role") != "assistant":
-            out.append(m)
-            continue
-        m = {k: v for k, v in m.items() if k not in ("reasoning_content", "reasoning")}
-        content = m.get("content")
-        if isinstance(content, str):
-            content = split_thinking(content)[1]
-            m["content"] = CONSOLE.sub(lambda b: "```bash\n" + unprompted(b.group(1)) + "\n```", content)
-        if m.get("tool_calls"):
-            m["tool_calls"] = [once_encoded(c) for c in m["tool_calls"]]
-        out.append(m)
-    return out
-
-
-def unprompted(body: str) -> str:
-    return "\n".join(line[2:] if line.startswith("$ ") else line for line in body.splitlines())
-
-
-def once_encoded(call: Any) -> Any:
-    if not isinstance(call, dict) or not isinstance(call.get("function"), dict):
-        return call
-    args = call["function"].get("arguments")
-    for _ in range(2):
-        if isinstance(args, str):
-            try:
-                decoded = json.loads(args)
-            except json.JSONDecodeError:
-                break
-            if isinstance(decoded, dict):
-                args = decoded
-                break
-            args = decoded
-    if isinstance(args, dict):
-        return {**call, "function": {**call["function"], "arguments": json.dumps(args)}}
-    return call
-
-
-# --- shared pieces ------------------------------------------------------------------------------------
-
-
-def offers_bash(tools: list[Any] | None) -> bool:
-    return any(isinstance(t, dict) and (t.get("function") or {}).get("name") == "bash" for t in tools or ())
-
-
-def shell_blocks(text: str) -> list[str]:
-    return [body for tag, body in FENCE.findall(text) if tag.lower() in {"", "bash", "sh", "shell"}]
-
-
-def call_id(position: int, i: int, command: str) -> str:
-    return "call_" + hashlib.sha256(f"{position}:{i}:{command}".encode()).hexdigest()[:16]
-
-
-def tool_message(text: str, position: int) -> dict[str, Any]:
-    """A thought_action reply as an assistant message calling the bash tool once per command block."""
-    commands = shell_blocks(text)
-    if not commands:
-        return {"role": "assistant", "content": text.removeprefix("THOUGHT:").strip()}
-    thought = text[:text.index("```")].removeprefix("THOUGHT:").strip()
-    calls = [{"id": call_id(position, i, cmd), "type": "function",
-              "function": {"name": "bash", "arguments": json.dumps({"command": cmd.strip()})}}
-             for i, cmd in enumerate(commands)]
-    return {"role": "assistant", "content": thought, "tool_calls": calls}
-
-
-def structured(canon: Canon) -> Any:
-    """The JSON a structured-output request gets: {"topics": [...]} or the bundle with a "files" object."""
-    if canon.kind == "topics":
-        return {"topics": canon.topics}
-    if canon.kind == "bundle":
-        return {**canon.meta, "files": {name: body + "\n" for name, body in canon.files.items()}}
-    return None
-
-
-# --- thinking with drafts -----------------------------------------------------------------------------
-
-
-OPENERS = ("Okay, let me work through this.", "Let me think about what is being asked here.",
-           "Alright, first I need to understand the request.", "Hmm. Let me plan this step by step.")
-
-
-def thinking(canon: Canon, rng: random.Random) -> str:
-    """Plausible thinking holding a WRONG or dangerous draft, then the reasoning towards the real answer."""
-    opener = rng.choice(OPENERS)
-    if canon.kind == "action":
-        tag = "" if canon.mlgym else "bash"
-        first = canon.command.splitlines()[0] if canon.command else ""
-        return (f"{opener} The quickest way to a clean state might be to rebuild everything:\n\n"
-                f"```{tag}\n{DRAFT_COMMAND}\n```\n\nNo, wait. That deletes the data, and prepare.py is not in the "
-                f"workspace anyway. {canon.thought}\n\nSo the command is `{first}`.")
-    if canon.kind == "topics":
-        draft = [{"title": DRAFT_TITLE, "description": "A draft.", "task_type": "tabular_regression",
-                  "candidate_datasets": [{"id": DRAFT_DATASET, "source": "hub"}]}]
-        return (f"{opener} A first draft of the list:\n\n```json\n{json.dumps(draft, indent=1)}\n```\n\n"
-                f"But {DRAFT_DATASET} is not a dataset I know, and the domain is not weather. I should ground "
-                f"every topic in a dataset I actually know, with its task type and label column.")
-    if canon.kind == "bundle":
-        meta = {"name": f"{DRAFT_MARK} task", "metric": "draft_metric", "direction": "maximize",
-                "training_timeout": 1, "description": "draft", "dataset_description": "draft"}
-        return (f"{opener} Sketching the metadata and prepare.py first:\n\n```json\n{json.dumps(meta)}\n```\n\n"
-                f"FILE: prepare.py\n```python\n{DRAFT_CODE}```\n\nThat prepare.py does not even parse, and the metric "
-                f"is made up. Let me write the files properly, following the card's columns and splits.")
-    if canon.kind == "fix":
-        name = next(iter(canon.files), "baseline.py")
-        return (f"{opener} Maybe the simplest fix:\n\nEXPLANATION: {DRAFT_MARK} rewrite\nFILE: {name}\n```python\n"
-                f"{DRAFT_CODE}```\n\nNo, that breaks more than it fixes. Reading the error again: {canon.explanation}")
-    return f"{opener} I do not think I can do this one as asked."
-
-
-def with_think_block(content: str, thought: str, rng: random.Random) -> str:
-    """`<think>…</think>` before the content; a third of the time without the opening tag (the chat
-    template opened it in the prompt)."""
-    opening = "" if rng.random() < 1 / 3 else "<think>\n"
-    return f"{opening}{thought}\n</think>\n\n{content}"
-
-
-# --- markdown habits ----------------------------------------------------------------------------------
-
-
-def fence_tag(name: str) -> str:
-    return {"py": "python", "csv": "csv", "json": "json", "md": "markdown"}.get(name.rpartition(".")[2], "")
-
-
-FILE_HEADERS = (
-    lambda name, tag, body: f"### {name}\n\n```{tag}\n{body}\n```",
-    lambda name, tag, body: f"**FILE: {name}**\n```{tag}\n{body}\n```",
-    lambda name, tag, body: f"FILE: `{name}`\n```{tag}\n{body}\n```",
-    lambda name, tag, body: f"```{tag} title=\"{name}\"\n{body}\n```",
-    lambda name, tag, body: f"**{name}**\n\n```{tag}\n{body}\n```",
-    lambda name, tag, body: f"## File: {name}\n```{tag}\n{body}\n```",
-)
-
-
-def markdown_files(files: dict[str, str], rng: random.Random, headers: Sequence[int] | None = None) -> str:
-    choices = list(headers) if headers is not None else list(range(len(FILE_HEADERS)))
-    start = rng.randrange(len(choices))
-    return "\n\n".join(FILE_HEADERS[choices[(start + i) % len(choices)]](name, fence_tag(name), body)
-                       for i, (name, body) in enumerate(files.items()))
-
-
-def trailing_comma(dumped: str) -> str:
-    """A JSON text with a comma after its last element (a list or object dumped with indent)."""
-    return dumped[:-2] + ",\n" + dumped[-1] if len(dumped) > 2 else dumped
-
-
-def markdown_topics(topics: list[Any], rng: random.Random) -> str:
-    listed = json.dumps(topics, indent=2)
-    wrapped = json.dumps({"topics": topics}, indent=2)
-    variant = rng.randrange(5)
-    if variant == 0:
-        return f"Here are {len(topics)} research topics grounded in datasets I know.\n\n```JSON\n{listed}\n```\n"
-    if variant == 1:
-        return f"```\n{wrapped}\n```\n"
-    if variant == 2:
-        return f"Sure! Here they are:\n\n```json\n{trailing_comma(listed)}\n```\n\nLet me know if you want more."
-    if variant == 3:
-        return f"```json\n// the proposed topics\n{wrapped}\n```\n"
-    return wrapped + "\n"
-
-
-def markdown_bundle(canon: Canon, rng: random.Random) -> str:
-    meta = json.dumps(canon.meta, indent=2)
-    fence = rng.choice(("```JSON", "```"))
-    return (f"I'll set this task up as follows. The metadata:\n\n{fence}\n{meta}\n```\n\n### The files\n\n"
-            f"Each file follows the card's columns and splits.\n\n{markdown_files(canon.files, rng)}\n\n"
-            "Let me know if anything should change.\n")
-
-
-def markdown_fix(canon: Canon, rng: random.Random) -> str:
-    if not canon.files:
-        return canon.text
-    return f"EXPLANATION: {canon.explanation}\n\n{markdown_files(canon.files, rng, headers=(0, 2, 4))}\n"
-
-
-def markdown_action(canon: Canon, rng: random.Random) -> str:
-    single = "\n" not in canon.command
-    variant = rng.randrange(3 if single else 2)
-    block = {0: f"```sh\n{canon.command}\n```", 1: f"```shell\n{canon.command}\n```",
-             2: f"```console\n$ {canon.command}\n```"}[variant]
-    return f"THOUGHT: {canon.thought}\n\n{block}\n"
-
-
-# --- diffs and elisions -------------------------------------------------------------------------------
-
-
-def prompt_files(messages: Sequence[dict[str, Any]]) -> dict[str, str]:
-    """The files a fix_task prompt shows (`FILE: name` + a fenced block)."""
-    prompt = "\n".join(str(m.get("content") or "") for m in messages if m.get("role") == "user")
-    return canon_files(prompt)
-
-
-def corrected(messages: Sequence[dict[str, Any]]) -> bool:
-    return any(m.get("role") == "user" and CORRECTION in str(m.get("content") or "") for m in messages)
-
-
-def unified(name: str, old: str, new: str) -> str:
-    lines = difflib.unified_diff((old + "\n").splitlines(keepends=True), (new + "\n").splitlines(keepends=True),
-                                 fromfile=f"a/{name}", tofile=f"b/{name}")
-    return "".join(lines).rstrip("\n")
-
-
-def elided(old: str, new: str) -> str:
-    """The new file's changed lines with two lines around them, the rest replaced by an elision comment."""
-    a, b = old.splitlines(), new.splitlines()
-    changed = [j for tag, _, _, j1, j2 in difflib.SequenceMatcher(None, a, b).get_opcodes() if tag != "equal"
-               for j in range(j1, max(j2, j1 + 1))]
-    first, last = (max(0, min(changed) - 2), min(len(b), max(changed) + 3)) if changed else (0, min(len(b), 5))
-    kept = b[first:last]
-    return "\n".join([*([ELIDED] if first > 0 else []), *kept, ELIDED])
-
-
-def diff_fix(canon: Canon, originals: dict[str, str], rng: random.Random) -> str:
-    if not canon.files:
-        return canon.text
-    variant = rng.randrange(3)
-    parts = [f"EXPLANATION: {canon.explanation}", ""]
-    for name, body in canon.files.items():
-        old = originals.get(name, "").rstrip("\n")
-        if variant == 0:
-            parts += [f"```diff\n{unified(name, old, body)}\n```", ""]
-        elif variant == 1:
-            parts += [f"FILE: {name}", f"```{fence_tag(name)}\n{elided(old, body)}\n```", ""]
-        else:
-            parts += [f"FILE: {name}", f"```\n{unified(name, old, body)}\n```", ""]
-    return "\n".join(parts)
 
 
 # --- the styler ---------------------------------------------------------------------------------------
@@ -500,28 +225,6 @@ class Styler:
             while len(store) > self.capacity:
                 store.popitem(last=False)
         return Styled({"role": "assistant", "content": cut}, "length", thought)
-
-
-def odd_tool_calls(message: dict[str, Any], rng: random.Random) -> dict[str, Any]:
-    """The bash calls as other servers emit them: arguments an object (no id), a twice-encoded string, an
-    object with an id, or the calls written in the text Hermes-style with no tool_calls field."""
-    variant = rng.randrange(4)
-    calls = message["tool_calls"]
-    if variant == 3:
-        text = "\n".join("<tool_call>\n" + json.dumps({"name": c["function"]["name"],
-                                                       "arguments": json.loads(c["function"]["arguments"])})
-                         + "\n</tool_call>" for c in calls)
-        return {"role": "assistant", "content": f"{message.get('content') or ''}\n\n{text}".strip()}
-    out = []
-    for c in calls:
-        args = json.loads(c["function"]["arguments"])
-        if variant == 0:
-            out.append({"type": "function", "function": {"name": c["function"]["name"], "arguments": args}})
-        elif variant == 1:
-            out.append({**c, "function": {**c["function"], "arguments": json.dumps(json.dumps(args))}})
-        else:
-            out.append({**c, "function": {**c["function"], "arguments": args}})
-    return {**message, "tool_calls": out}
 
 
 class PrefixCache:
