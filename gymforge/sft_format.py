@@ -14,6 +14,10 @@ note appended to the task message (a message of its own would put two user messa
 breaks the user/assistant alternation chat templates and fine-tuning formats expect). Nothing is cut
 inside a message. When the system prompt, the task and those final turns alone do not fit, the
 trajectory gives no example (TOO_LONG).
+
+A tool call's `arguments` is written as an object, `{"command": ...}` (TRL and `datasets`: chat templates
+serialise it themselves, and would encode a JSON string twice), or as JSON text (OpenAI's format); either
+is read from whatever the provider recorded (an object, JSON text, JSON text encoded twice).
 """
 
 from __future__ import annotations

@@ -742,3 +742,40 @@ def test_malformed_histories_are_refused() -> None:
     assert sft_format.messages_of(stored(turn)) == turn[:3]  # the final observation teaches nothing: left out
     assert sft_format.messages_of(stored([*turn, reply])) == [*turn, reply]  # the final reply ends it
     assert sft_format.messages_of(stored([system, user, reply])) == [system, user, reply]
+
+
+# Qwen2.5's chat template renders an assistant tool call like this (its tool-call branch, condensed): the
+# template serialises `arguments` itself, as Llama-3.1's and gpt-oss's do.
+QWEN25_TOOL_CALL = ('{%- for tool_call in message.tool_calls %}{%- set tool_call = tool_call.function %}'
+                    '{{- \'\\n<tool_call>\\n{"name": "\' }}{{- tool_call.name }}{{- \'", "arguments": \' }}'
+                    '{{- tool_call.arguments | tojson }}{{- \'}\\n</tool_call>\' }}{%- endfor %}')
+
+
+def test_trl_arguments_render_once_in_a_chat_template_and_openai_keeps_json_text() -> None:
+    import jinja2
+
+    traj = sft_format.parse(json.dumps(trajectory(ATTEMPTS[0], "rmse", "minimize", 2.4)))  # tool-call mode
+    template = jinja2.Environment().from_string(QWEN25_TOOL_CALL)
+
+    def rendered(arguments: str) -> list[Any]:
+        conv = sft_format.conversation(traj, 32_000, arguments=arguments)
+        calls = [template.render(message=m) for m in conv.messages if m.get("tool_calls")]
+        return [json.loads(c.strip().removeprefix("<tool_call>").removesuffix("</tool_call>"))["arguments"]
+                for c in calls]
+
+    commands = [{"command": s.command} for s in ATTEMPTS[0].steps]
+    assert rendered("object") == commands  # what the model is trained to emit: the object, encoded once
+    assert rendered("string") == [json.dumps(c) for c in commands]  # a string would be trained double-encoded
+    with pytest.raises(ValueError, match="arguments must be one of"):
+        sft_format.conversation(traj, 32_000, arguments="yaml")
+
+
+def test_arguments_objects_come_from_any_recorded_form() -> None:
+    for recorded in ({"command": "ls -la"}, '{"command": "ls -la"}', json.dumps('{"command": "ls -la"}')):
+        call = {"id": "c1", "type": "function", "function": {"name": "bash", "arguments": recorded}}
+        assert sft_format.tool_call(call, "ls -la", "object")["function"]["arguments"] == {"command": "ls -la"}
+        assert json.loads(sft_format.tool_call(call, "ls -la", "string")["function"]["arguments"]) == \
+            {"command": "ls -la"}
+    garbled = {"id": "c1", "function": {"name": "bash", "arguments": "not json"}}  # the recorded action stands in
+    assert sft_format.tool_call(garbled, "pwd", "object")["function"]["arguments"] == {"command": "pwd"}
+    assert sft_format.tool_call(garbled, "pwd", "string")["function"]["arguments"] == '{"command": "pwd"}'
