@@ -6,7 +6,7 @@ typed state kept in extra_info.
 SWE-agent is not a dependency: its pydantic models (SWE-agent 1.1.0, SWE-ReX 1.4.0: sweagent/run/
 run_single.py, agent/agents.py, agent/models.py, tools/tools.py, environment/, agent/problem_statement.py)
 are written down below as the keys each one allows (all forbid extra keys but the templates' and tools').
-With GYMFORGE_SWEAGENT_PYTHON naming an interpreter that has SWE-agent installed, the last test also runs
+With GYMFORGE_TEST_SWEAGENT_PYTHON naming an interpreter that has SWE-agent installed, the last test also runs
 SWE-agent's own validation and run-replay's action extraction on the exported files."""
 
 from __future__ import annotations
@@ -207,9 +207,9 @@ VALIDATE = textwrap.dedent("""
 
 
 async def test_swe_agent_validates_and_replays_the_export(tmp_path: Path) -> None:
-    python = os.environ.get("GYMFORGE_SWEAGENT_PYTHON")
+    python = os.environ.get("GYMFORGE_TEST_SWEAGENT_PYTHON")
     if not python:
-        pytest.skip("GYMFORGE_SWEAGENT_PYTHON names no interpreter with SWE-agent installed")
+        pytest.skip("GYMFORGE_TEST_SWEAGENT_PYTHON names no interpreter with SWE-agent installed")
     paths = []
     for fmt in ("thought_action", "tool_call"):
         traj = await recorded(tmp_path / fmt, fmt)
