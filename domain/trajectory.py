@@ -1,5 +1,9 @@
 """The trajectory of one solver episode, typed; its JSON form is SWE-agent's `.traj` shape.
 
+This is the stored record (gymforge's: typed step state, gymforge's replay settings). `export traj`
+converts it to exactly what SWE-agent reads (gymforge/swe_traj.py: a RunSingleConfig replay_config, string
+step states), so trajectories stored by any version export alike.
+
 `Trajectory.model_dump(mode="json")` is the .traj object, key for key: the top level `environment`,
 `trajectory` (steps), `history` (messages), `info`, `replay_config`. A few keys of a history message or a
 step's extra_info are written only by some records (an assistant turn has `thought` and `action`, a tool

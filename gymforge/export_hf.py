@@ -1,10 +1,14 @@
 """`gymforge export hf --out DIR [--push REPO]`: trajectories as a Hugging Face `datasets.DatasetDict`.
 
 DIR is what `DatasetDict.save_to_disk` writes (load it back with `datasets.load_from_disk(DIR)`), plus
-DIR/manifest.json. Two splits, `train` and `test`: a task's trajectories all go to one split, chosen by
-a hash of its task id (about --test-share of the tasks in `test`), so no task is in both. Columns:
-`messages` (the chat conversation, as `export sft` builds it), `tools` (the tool specs as JSON text in
-tool-call mode, else null) and the metadata flat (task_id, attempt, score, ...).
+DIR/manifest.json. Two splits, `train` and `test`: a dataset's trajectories all go to one split, chosen
+by a hash of the dataset's name (about --test-share of the datasets in `test`), so no dataset is in both
+and a test task never shares its data with a training task (a trajectory whose task is not in the store
+has no dataset name: its task id stands in). Columns: `messages` (the chat conversation, as `export sft
+--format trl` builds it: a tool call's `arguments` is an object, `{"command": ...}`), `tools` (the tool
+specs as JSON text in tool-call mode, which TRL decodes, else null) and the metadata flat (task_id,
+dataset_name, attempt, score, ...). The manifest and the command give the longest example and the
+`max_length` to train with.
 
 Each split is built with `Dataset.from_generator` over the streamed store rows, so memory stays bounded.
 `--push REPO` then uploads the saved dataset with `push_to_hub` to the configured Hub endpoint
@@ -35,8 +39,10 @@ from gymforge.export_sft import (
     Skipped,
     add_filter_args,
     example_of,
+    lengths,
     make_out_dir,
     manifest,
+    max_length_note,
     open_store,
     trajectories,
     write_json,
@@ -51,31 +57,36 @@ WRITER_BATCH = 64  # rows datasets holds before writing them out: conversations 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = export_subparsers(sub).add_parser(
-        "hf", help="trajectories as a Hugging Face DatasetDict (train/test by task), optionally pushed",
+        "hf", help="trajectories as a Hugging Face DatasetDict (train/test by dataset), optionally pushed",
         description="Save the trajectories' chat conversations as a datasets.DatasetDict in DIR.")
     add_filter_args(p, order=True, max_tokens=True)
     p.add_argument("--test-share", type=float, default=DEFAULT_TEST_SHARE,
-                   help=f"share of the tasks whose trajectories go to the test split (default {DEFAULT_TEST_SHARE})")
+                   help=f"share of the datasets whose tasks' trajectories go to the test split (default {DEFAULT_TEST_SHARE})")
     p.add_argument("--push", metavar="REPO", default=None,
                    help="also push the dataset to this Hub repo (needs HF_TOKEN or the hf_token setting)")
     p.set_defaults(func=with_settings(cmd_export_hf))
 
 
-def split_of(task_id: str, test_share: float) -> str:
-    """`test` for about `test_share` of the task ids, stably (a hash, not a random draw)."""
-    h = int.from_bytes(hashlib.sha256(task_id.encode()).digest()[:8], "big") / 2**64
+def split_of(key: str, test_share: float) -> str:
+    """`test` for about `test_share` of the keys (dataset names), stably (a hash, not a random draw)."""
+    h = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") / 2**64
     return "test" if h < test_share else "train"
+
+
+def split_key(row: dict[str, Any]) -> str:
+    """What decides a trajectory's split: its task's dataset, else (no such task in the store) the task."""
+    return row.get("dataset_name") or f"task:{row['task_id']}"
 
 
 def features() -> Any:
     from datasets import Features, Value
 
     s = Value("string")
-    call = {"id": s, "type": s, "function": {"name": s, "arguments": s}}
+    call = {"id": s, "type": s, "function": {"name": s, "arguments": {"command": s}}}
     message = {"role": s, "content": s, "tool_call_id": s, "tool_calls": [call]}
     f64 = Value("float64")
     return Features({
-        "messages": [message], "tools": s, "task_id": s, "attempt": Value("int64"), "status": s,
+        "messages": [message], "tools": s, "task_id": s, "dataset_name": s, "attempt": Value("int64"), "status": s,
         "score": f64, "baseline_score": f64, "gain": f64, "metric": s, "direction": s, "exit_status": s,
         "solve_rate": f64, "tokens": Value("int64"), "truncated": Value("bool"),
     })
@@ -89,7 +100,7 @@ class SplitSkipped(Skipped):
     test_share: float = DEFAULT_TEST_SHARE
 
     def add(self, row: dict[str, Any], reason: str) -> None:
-        if split_of(row["task_id"], self.test_share) == self.split:
+        if split_of(split_key(row), self.test_share) == self.split:
             super().add(row, reason)
 
 
@@ -98,6 +109,8 @@ class SplitRun:
     skipped: SplitSkipped
     rows: int = 0
     tasks: set[str] = field(default_factory=set)
+    datasets: set[str] = field(default_factory=set)  # split keys (dataset names)
+    longest: int = 0  # estimated tokens of the longest example
 
 
 _RUNS: dict[str, SplitRun] = {}  # "<run id>/<split>" -> what that split's generator did (same process)
@@ -119,11 +132,13 @@ def split_rows(spec: str) -> Iterator[dict[str, Any]]:
                     row, traj = runner.run(anext(stream))
                 except StopAsyncIteration:
                     break
-                if split_of(row["task_id"], o["test_share"]) != o["split"]:
+                if split_of(split_key(row), o["test_share"]) != o["split"]:
                     continue
-                if (ex := example_of(row, traj, f.max_tokens, run.skipped)) is not None:
+                if (ex := example_of(row, traj, f.max_tokens, run.skipped, arguments="object")) is not None:
                     run.rows += 1
                     run.tasks.add(row["task_id"])
+                    run.datasets.add(split_key(row))
+                    run.longest = max(run.longest, ex.length)
                     yield {"messages": ex.messages, "tools": json.dumps(ex.tools) if ex.tools else None,
                            **ex.metadata}
         finally:
@@ -161,8 +176,9 @@ def cmd_export_hf(args: argparse.Namespace, s: Settings) -> int:
     runs = export_hf(s, args.out, f, args.test_share)
     rows = {name: run.rows for name, run in runs.items()}
     skipped = sum(sum(r.skipped.counts.values()) for r in runs.values())
+    longest = max(run.longest for run in runs.values())
     print(f"saved a DatasetDict to {args.out}: train {rows['train']}, test {rows['test']} trajectory(ies)"
-          + (f"; skipped {skipped}" if skipped else ""))
+          + (f"; skipped {skipped}" if skipped else "") + (f"; {max_length_note(longest)}" if longest else ""))
     if not sum(rows.values()):
         print(f"gymforge: no trajectory gave a training example (see {args.out / 'manifest.json'})"
               + ("; nothing pushed" if args.push else ""), file=sys.stderr)
@@ -202,9 +218,10 @@ def export_hf(s: Settings, out: Path, f: Filters, test_share: float) -> dict[str
     for r in runs.values():
         skipped.counts.update(r.skipped.counts)
         skipped.ids += r.skipped.ids
-    counts = {"splits": {name: {"trajectories": r.rows, "tasks": len(r.tasks)} for name, r in runs.items()}}
+    counts = {"splits": {name: {"trajectories": r.rows, "tasks": len(r.tasks), "datasets": len(r.datasets)}
+                         for name, r in runs.items()}, **lengths(max(r.longest for r in runs.values()))}
     write_json(out / "manifest.json", manifest("hf", f, counts, skipped, format="datasets.DatasetDict",
-                                               test_share=test_share, split_by="sha256(task_id)",
+                                               test_share=test_share, split_by="sha256(dataset_name)",
                                                pushed_to=None))
     return runs
 

@@ -2,11 +2,15 @@
 
     DIR/train.jsonl      one line per trajectory: {"messages": [...]} (+ "tools" in tool-call mode), and with
                          --format trl (the default) its "metadata"; messages are system, user (the task),
-                         then assistant / observation turns, ending with the final turn's observation (the
-                         submit's score, for a submitted episode)
+                         then assistant / observation turns, ending with the final assistant reply (the
+                         submit, for a submitted episode). A tool call's `arguments` is an object with
+                         --format trl (chat templates serialise it themselves: a JSON string would be
+                         encoded twice) and a JSON string with --format openai (what OpenAI's format wants)
     DIR/metadata.jsonl   --format openai only: the metadata, line-aligned with train.jsonl, which then holds
                          nothing but what OpenAI's fine-tuning format allows
-    DIR/manifest.json    counts, skipped trajectories, filters, format and the token estimator
+    DIR/manifest.json    counts, skipped trajectories, filters, format, the token estimator, the longest
+                         example (estimated tokens, tool specs included) and the `max_length` to train with
+                         (TRL's default of 1024 truncates longer examples silently); the command says it too
 
 Rows are streamed from the store (one trajectory in memory at a time), filtered and ordered in SQL.
 Conversations longer than --max-tokens (ESTIMATED, domain.tokens) keep the system prompt, the task and the
@@ -43,6 +47,7 @@ from store.db import Store, StoreError
 STATUSES: dict[str, tuple[str, ...] | None] = {"accepted": ("accepted",), "all": None}
 DEFAULT_MAX_TOKENS = 32_000
 FORMATS = ("trl", "openai")
+ARGUMENTS = {"trl": "object", "openai": "string"}  # a tool call's arguments per format (sft_format.tool_call)
 REASONING = sft_format.REASONING
 SKIPPED_IDS_KEPT = 1000  # the manifest lists at most this many skipped trajectories by name
 
@@ -130,6 +135,23 @@ class Example:
     metadata: dict[str, Any]
     dropped_turns: int = 0  # turns the truncation left out
 
+    @property
+    def length(self) -> int:
+        """Estimated tokens as a trainer sees the example: the conversation and its tool specs."""
+        return sft_format.example_tokens(self.metadata["tokens"], self.tools)
+
+
+def lengths(longest: int) -> dict[str, Any]:
+    """The manifest's length keys: the longest example and the `max_length` that trains on all of it."""
+    return {"longest_example_tokens": longest, "max_length": sft_format.max_length_for(longest),
+            "max_length_rule": sft_format.MAX_LENGTH_RULE}
+
+
+def max_length_note(longest: int) -> str:
+    """The command's line about it: TRL's default max_length (1024) would cut longer examples silently."""
+    return (f"longest example ~{longest} estimated tokens: train with max_length={sft_format.max_length_for(longest)}"
+            f" (TRL's default 1024 truncates)")
+
 
 async def open_store(s: Settings, f: Filters) -> Store:
     """The store, read-only, once the filters are known to match some trajectory; else a UserError."""
@@ -154,8 +176,11 @@ async def open_store(s: Settings, f: Filters) -> Store:
 
 async def trajectories(store: Store, f: Filters, skipped: Skipped
                        ) -> AsyncIterator[tuple[dict[str, Any], Trajectory]]:
-    """(row, trajectory) per stored trajectory matching `f`, in its order; unreadable ones skipped."""
+    """(row, trajectory) per stored trajectory matching `f`, in its order; unreadable ones skipped. The row
+    carries its task's `dataset_name` (None when the store has no bundle for the task)."""
+    names = await dataset_names(store)
     async for row in queries.stream_trajectories(store, order=f.order, **f.query()):
+        row["dataset_name"] = names.get(row["task_id"])
         try:
             traj = sft_format.parse(row["traj"])
         except sft_format.Unusable as exc:
@@ -164,20 +189,28 @@ async def trajectories(store: Store, f: Filters, skipped: Skipped
         yield row, traj
 
 
+async def dataset_names(store: Store) -> dict[str, str]:
+    """Each task's dataset, from the bundle the sink stored with it."""
+    rows = await store.rows("SELECT task_id, json_extract(bundle, '$.dataset_name') AS name FROM tasks"
+                            " WHERE json_valid(bundle)")
+    return {r["task_id"]: str(r["name"]) for r in rows if r["name"] is not None}
+
+
 def example_of(row: dict[str, Any], traj: Trajectory, max_tokens: int, skipped: Skipped,
-               reasoning: str = "drop") -> Example | None:
+               reasoning: str = "drop", arguments: str = "string") -> Example | None:
     try:
-        conv = sft_format.conversation(traj, max_tokens, reasoning=reasoning)
+        conv = sft_format.conversation(traj, max_tokens, reasoning=reasoning, arguments=arguments)
     except sft_format.Unusable as exc:
         skipped.add(row, exc.reason)
         return None
     return Example(conv.messages, conv.tools, sft_format.metadata(row, traj, conv), conv.dropped_turns)
 
 
-async def examples(store: Store, f: Filters, skipped: Skipped) -> AsyncIterator[Example]:
+async def examples(store: Store, f: Filters, skipped: Skipped, arguments: str = "string"
+                   ) -> AsyncIterator[Example]:
     """One training example per usable trajectory, streamed."""
     async for row, traj in trajectories(store, f, skipped):
-        if (ex := example_of(row, traj, f.max_tokens, skipped, f.reasoning)) is not None:
+        if (ex := example_of(row, traj, f.max_tokens, skipped, f.reasoning, arguments)) is not None:
             yield ex
 
 
@@ -209,6 +242,7 @@ class SftSummary:
     truncated: int = 0
     dropped_turns: int = 0
     tokens: int = 0
+    longest: int = 0  # estimated tokens of the longest example (Example.length)
     skipped: Skipped = field(default_factory=Skipped)
 
 
@@ -220,7 +254,7 @@ def cmd_export_sft(args: argparse.Namespace, s: Settings) -> int:
         if summary.skipped.counts else ""
     print(f"exported {summary.written} trajectory(ies) to {args.out / 'train.jsonl'} ({args.fmt}; "
           f"{summary.truncated} truncated to {f.max_tokens} estimated tokens, {summary.dropped_turns} "
-          f"middle turn(s) dropped){skipped}")
+          f"middle turn(s) dropped){skipped}" + (f"; {max_length_note(summary.longest)}" if summary.written else ""))
     if not summary.written:
         print("gymforge: no trajectory gave a training example: raise --max-tokens or check the skipped list "
               f"in {args.out / 'manifest.json'}", file=sys.stderr)
@@ -250,7 +284,7 @@ async def export_sft(s: Settings, out: Path, f: Filters, *, fmt: str = "trl") ->
             with contextlib.ExitStack() as files:
                 train = files.enter_context(tmps[0].open("w"))
                 meta = files.enter_context(tmps[1].open("w")) if fmt == "openai" else None
-                async for ex in examples(store, f, summary.skipped):
+                async for ex in examples(store, f, summary.skipped, ARGUMENTS[fmt]):
                     line, extra = sft_line(ex, fmt)
                     train.write(json.dumps(line, ensure_ascii=False) + "\n")
                     if meta is not None:
@@ -259,6 +293,7 @@ async def export_sft(s: Settings, out: Path, f: Filters, *, fmt: str = "trl") ->
                     summary.truncated += ex.metadata["truncated"]
                     summary.dropped_turns += ex.dropped_turns
                     summary.tokens += ex.metadata["tokens"]
+                    summary.longest = max(summary.longest, ex.length)
             for tmp, name in zip(tmps, names, strict=True):
                 os.replace(tmp, out / name)
             if fmt != "openai":  # an earlier --format openai export's metadata would no longer line up
@@ -267,7 +302,7 @@ async def export_sft(s: Settings, out: Path, f: Filters, *, fmt: str = "trl") ->
             for tmp in tmps:
                 tmp.unlink(missing_ok=True)
         counts = {"trajectories": summary.written, "truncated": summary.truncated,
-                  "dropped_turns": summary.dropped_turns, "estimated_tokens": summary.tokens}
+                  "dropped_turns": summary.dropped_turns, "estimated_tokens": summary.tokens, **lengths(summary.longest)}
         write_json(out / "manifest.json", manifest("sft", f, counts, summary.skipped, format=fmt, files=names))
         return summary
     finally:

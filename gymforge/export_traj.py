@@ -1,7 +1,9 @@
 """`gymforge export traj --out DIR`: each stored trajectory as SWE-agent writes it.
 
-    DIR/<task_id>__<attempt>.traj   the trajectory as stored (trajectory, history, info, replay_config,
-                                    environment), JSON
+    DIR/<task_id>__<attempt>.traj   the trajectory in SWE-agent's .traj shape (trajectory, history, info,
+                                    replay_config, environment), JSON: gymforge/swe_traj.py says what
+                                    differs from the stored record (replay_config is a RunSingleConfig that
+                                    `sweagent run-replay` accepts, a step's state holds strings)
     DIR/manifest.json               counts, skipped trajectories and the filters
 
 Streamed from the store: one trajectory in memory at a time.
@@ -28,6 +30,7 @@ from gymforge.export_sft import (
     write_json,
 )
 from gymforge.mlgym import TaskUnusable, check_name, check_out_dir, export_subparsers
+from gymforge.swe_traj import swe_traj
 
 UNSAFE_NAME = "unsafe_name"
 
@@ -66,7 +69,8 @@ async def export_traj(s: Settings, out: Path, f: Filters) -> tuple[int, Skipped]
                 skipped.add(row, UNSAFE_NAME)
                 continue
             tmp = out / f".{name}.tmp"
-            tmp.write_text(json.dumps(traj.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n")
+            data = swe_traj(traj, name.removesuffix(".traj"), s.sandbox.docker_image)
+            tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
             os.replace(tmp, out / name)
             written += 1
         write_json(out / "manifest.json", manifest("traj", f, {"trajectories": written}, skipped))

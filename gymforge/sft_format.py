@@ -14,21 +14,29 @@ note appended to the task message (a message of its own would put two user messa
 breaks the user/assistant alternation chat templates and fine-tuning formats expect). Nothing is cut
 inside a message. When the system prompt, the task and those final turns alone do not fit, the
 trajectory gives no example (TOO_LONG).
+
+A tool call's `arguments` is written as an object, `{"command": ...}` (TRL and `datasets`: chat templates
+serialise it themselves, and would encode a JSON string twice), or as JSON text (OpenAI's format); either
+is read from whatever the provider recorded (an object, JSON text, JSON text encoded twice).
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
 
-from domain.tokens import conversation_tokens
+from domain.tokens import conversation_tokens, estimate
 from domain.trajectory import HistoryMessage, Trajectory
 
 TOKEN_ESTIMATOR = "estimated ceil(chars/4)"
+MAX_LENGTH_MARGIN = 1.25  # max_length_for: the longest estimate times this, ...
+MAX_LENGTH_STEP = 1024  # ... rounded up to a multiple of this
+MAX_LENGTH_RULE = f"the longest example's estimate x {MAX_LENGTH_MARGIN}, rounded up to a multiple of {MAX_LENGTH_STEP}"
 TOOL_CALL = "tool_call"
 SUBMIT = "submit"
 OBSERVATION_ROLES = ("user", "tool")
@@ -52,6 +60,7 @@ BASH_TOOL: dict[str, Any] = {
 TOO_LONG = "too_long"
 MALFORMED = "malformed"
 REASONING = ("drop", "keep")  # the model's thinking: left out of the examples, or kept as reasoning_content
+ARGUMENTS = ("object", "string")  # a tool call's arguments: an object (TRL, datasets) or JSON text (OpenAI)
 
 
 class Unusable(Exception):
@@ -91,11 +100,38 @@ def is_tool_mode(traj: Trajectory) -> bool:
     return any(m.tool_calls for m in traj.history)
 
 
-def tool_call(call: dict[str, Any]) -> dict[str, Any]:
+def arguments_object(args: Any, action: str | None) -> dict[str, Any]:
+    """The bash call's arguments as an object, `{"command": ...}`: the command the model wrote (its
+    arguments given as an object, a JSON string, or a JSON string encoded twice), else the recorded action."""
+    value = args
+    for _ in range(2):
+        if not isinstance(value, str):
+            break
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            break
+    command = value.get("command") if isinstance(value, dict) else None
+    return {"command": command if isinstance(command, str) else (action or "")}
+
+
+def arguments_text(args: Any, action: str | None) -> str:
+    """The arguments as one JSON-encoded object (OpenAI's form): the model's own string when it is one."""
+    if isinstance(args, str):
+        try:
+            if isinstance(json.loads(args), dict):
+                return args
+        except json.JSONDecodeError:
+            pass
+    return json.dumps(arguments_object(args, action), ensure_ascii=False)
+
+
+def tool_call(call: dict[str, Any], action: str | None = None, arguments: str = "string") -> dict[str, Any]:
+    """A stored tool call in the chat shape; `arguments` "object" (TRL: chat templates serialise it
+    themselves, and double-encode a string) or "string" (OpenAI's fine-tuning format)."""
     fn = call.get("function") or {}
-    args = fn.get("arguments", "")
-    if not isinstance(args, str):
-        args = json.dumps(args, ensure_ascii=False)
+    raw = fn.get("arguments", "")
+    args = arguments_object(raw, action) if arguments == "object" else arguments_text(raw, action)
     return {"id": str(call.get("id") or ""), "type": "function",
             "function": {"name": str(fn.get("name") or ""), "arguments": args}}
 
@@ -108,17 +144,17 @@ def assistant_text(m: HistoryMessage) -> str:
     return f"THOUGHT: {thought}\n\n```bash\n{action}\n```\n" if action else thought
 
 
-def clean(m: HistoryMessage, reasoning: str = "drop") -> dict[str, Any]:
-    """A history item as a chat message: role, content, and the tool-call fields; with reasoning "keep",
-    an assistant message's thinking as `reasoning_content` (the key vLLM, DeepSeek and Qwen3-style chat
-    templates use); nothing else."""
+def clean(m: HistoryMessage, reasoning: str = "drop", arguments: str = "string") -> dict[str, Any]:
+    """A history item as a chat message: role, content, and the tool-call fields (`arguments` as in
+    tool_call); with reasoning "keep", an assistant message's thinking as `reasoning_content` (the key
+    vLLM, DeepSeek and Qwen3-style chat templates use); nothing else."""
     role = m.role
     if role == "assistant":
         out: dict[str, Any] = {"role": role, "content": assistant_text(m)}
         if reasoning == "keep" and m.reasoning:
             out["reasoning_content"] = m.reasoning
         if m.tool_calls:
-            out["tool_calls"] = [tool_call(c) for c in m.tool_calls]
+            out["tool_calls"] = [tool_call(c, m.action, arguments) for c in m.tool_calls]
         return out
     if role == "tool":
         return {"role": role, "tool_call_id": m.tool_call_id or "", "content": m.content}
@@ -136,12 +172,12 @@ def check_shape(history: Sequence[HistoryMessage]) -> None:
             raise Unusable(MALFORMED, f"history message {i + 2} is {m.role!r}, expected {' or '.join(want)}")
 
 
-def split(traj: Trajectory, reasoning: str = "drop") -> tuple[list[Message], list[Turn]]:
+def split(traj: Trajectory, reasoning: str = "drop", arguments: str = "string") -> tuple[list[Message], list[Turn]]:
     """The conversation as (system and task, turns): each turn a reply and its observation, but the last,
     which is the final reply alone."""
     history = traj.history
     check_shape(history)
-    messages = [clean(m, reasoning) for m in history]
+    messages = [clean(m, reasoning, arguments) for m in history]
     body = messages[2:]
     turns = [body[i:i + 2] for i in range(0, len(body), 2)]
     if not turns:
@@ -207,28 +243,46 @@ def fit(head: list[Message], turns: list[Turn], keep_from: int, max_tokens: int)
     return with_note(head, dropped) + flat(kept) + flat(final), dropped
 
 
-def conversation(traj: Trajectory, max_tokens: int, reasoning: str = "drop") -> Conversation:
-    """The trajectory as a training conversation within `max_tokens` (estimated; kept reasoning counts).
-    Raises Unusable."""
+def conversation(traj: Trajectory, max_tokens: int, reasoning: str = "drop", arguments: str = "string"
+                 ) -> Conversation:
+    """The trajectory as a training conversation within `max_tokens` (estimated; kept reasoning counts), its
+    tool calls' `arguments` objects or JSON strings (ARGUMENTS). Raises Unusable."""
     if reasoning not in REASONING:
         raise ValueError(f"reasoning must be one of {REASONING}, not {reasoning!r}")
-    head, turns = split(traj, reasoning)
+    if arguments not in ARGUMENTS:
+        raise ValueError(f"arguments must be one of {ARGUMENTS}, not {arguments!r}")
+    head, turns = split(traj, reasoning, arguments)
     messages, dropped = fit(head, turns, final_turns_start(traj, len(turns)), max_tokens)
     tools = [BASH_TOOL] if is_tool_mode(traj) else None
     return Conversation(messages=messages, tools=tools, tokens=conversation_tokens(messages),
                         dropped_turns=dropped)
 
 
-METADATA_FIELDS = ("task_id", "attempt", "status", "score", "baseline_score", "gain", "metric", "direction",
+def example_tokens(conv_tokens: int, tools: list[dict[str, Any]] | None) -> int:
+    """An example's estimated length as a trainer sees it: the conversation and the tool specs a chat
+    template renders into the prompt."""
+    return conv_tokens + (estimate(json.dumps(tools)) if tools else 0)
+
+
+def max_length_for(longest: int) -> int:
+    """The `max_length` to train with so that no example is cut (TRL's default, 1024, truncates silently):
+    the longest example's estimate with a margin for the estimate (a real tokenizer may need more tokens
+    for code and logs than characters / 4) and for the chat template's framing, rounded up."""
+    return max(MAX_LENGTH_STEP, math.ceil(longest * MAX_LENGTH_MARGIN / MAX_LENGTH_STEP) * MAX_LENGTH_STEP)
+
+
+METADATA_FIELDS = ("task_id", "dataset_name", "attempt", "status", "score", "baseline_score", "gain", "metric", "direction",
                    "exit_status", "solve_rate", "tokens", "truncated")
 
 
 def metadata(row: dict[str, Any], traj: Trajectory, conv: Conversation) -> dict[str, Any]:
-    """Flat metadata of one example: the store row (the trajectory's info fills what the row lacks) and the
-    exported conversation's size."""
+    """Flat metadata of one example: the store row (the trajectory's info fills what the row lacks; the
+    dataset is the task bundle's, None when the store has no such task) and the exported conversation's
+    size."""
     info = traj.info
     return {
         "task_id": row["task_id"],
+        "dataset_name": row.get("dataset_name"),
         "attempt": int(row["attempt"]),
         "status": row["status"],
         "score": _num(row.get("score")),

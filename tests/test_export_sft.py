@@ -29,7 +29,7 @@ from domain.payloads import (
     TrajectoryRejected,
 )
 from domain.tasks import DataRef, TaskBundle
-from domain.tokens import conversation_tokens
+from domain.tokens import conversation_tokens, estimate
 from domain.trajectory import Trajectory
 from gymforge import export_hf, sft_format
 from gymforge.export_sft import Skipped, example_of, sft_line
@@ -187,10 +187,20 @@ ATTEMPTS = [  # in publication (= time) order
 ]
 
 
+DATASETS = {  # task id -> its dataset: two tasks on one dataset, which export hf must keep in one split
+    "penguins-species": "palmerpenguins",
+    "co2-forecast": "fuel-consumption-co2",
+    "cars-mpg": "fuel-consumption-co2",
+    "wine-quality": "uci-wine-quality",
+    "no-trajectories": "uci-wine-quality",
+}
+
+
 def bundle(task_id: str) -> TaskBundle:
     metric, direction, _, _ = TASKS[task_id]
     return TaskBundle(task_id=task_id, name=task_id.replace("-", " "), task_type="tabular_classification",
-                      description="Predict.\n{dataset_docs}\nSUBMISSION FORMAT: id,label", dataset_name=task_id,
+                      description="Predict.\n{dataset_docs}\nSUBMISSION FORMAT: id,label",
+                      dataset_name=DATASETS[task_id],
                       metric=metric, direction=direction, files={"baseline.py": "print('hi')\n"},
                       data=DataRef(key="k" * 16, splits={"train": "train.parquet"}))
 
@@ -286,14 +296,16 @@ def check_conversation(messages: list[dict[str, Any]], max_tokens: int = 32_000)
     assert conversation_tokens(messages) <= max_tokens
 
 
-def expected_messages(traj: dict[str, Any]) -> list[dict[str, Any]]:
+def expected_messages(traj: dict[str, Any], objects: bool = False) -> list[dict[str, Any]]:
     """The full conversation, written out from the history independently: it ends with the final reply
-    (the final observation teaches nothing)."""
+    (the final observation teaches nothing). With `objects` (TRL's shape) a tool call's arguments are
+    the object its JSON text holds, else the text as recorded."""
     out = []
     for m in traj["history"]:
         msg = {"role": m["role"], "content": m["content"]}
         if m.get("tool_calls"):
-            msg["tool_calls"] = m["tool_calls"]
+            msg["tool_calls"] = [{**c, "function": {**c["function"], "arguments": json.loads(
+                c["function"]["arguments"])}} if objects else c for c in m["tool_calls"]]
         if m["role"] == "tool":
             msg["tool_call_id"] = m["tool_call_id"]
         out.append(msg)
@@ -303,7 +315,8 @@ def expected_messages(traj: dict[str, Any]) -> list[dict[str, Any]]:
 def command(reply: dict[str, Any]) -> str:
     """The command of an exported assistant message: its tool call's, else its fenced bash block's."""
     if reply.get("tool_calls"):
-        return json.loads(reply["tool_calls"][0]["function"]["arguments"])["command"]
+        args = reply["tool_calls"][0]["function"]["arguments"]
+        return (json.loads(args) if isinstance(args, str) else args)["command"]
     return reply["content"].rsplit("```bash\n", 1)[1].split("\n```", 1)[0]
 
 
@@ -356,12 +369,13 @@ async def test_sft_trl_curriculum_loads_with_datasets_and_truncates_at_a_turn(fi
     for line in lines:
         meta, traj = line["metadata"], filled.trajs[(line["metadata"]["task_id"], line["metadata"]["attempt"])]
         metric, direction, baseline, rate = TASKS[meta["task_id"]]
-        full = expected_messages(traj)
+        full = expected_messages(traj, objects=True)
         dropped = check_truncation(line["messages"], full, 32_000)
         assert meta["truncated"] == (dropped > 0)
         assert meta["tokens"] == conversation_tokens(line["messages"])
         assert (meta["metric"], meta["direction"], meta["baseline_score"], meta["solve_rate"]) == (
             metric, direction, baseline, rate)
+        assert meta["dataset_name"] == DATASETS[meta["task_id"]]
         assert meta["score"] == traj["info"]["score"] and meta["exit_status"] == "submitted"
         assert meta["gain"] == pytest.approx(abs(meta["score"] - baseline)) and meta["status"] == "accepted"
         assert set(meta) == set(sft_format.METADATA_FIELDS)
@@ -380,8 +394,9 @@ async def test_sft_trl_curriculum_loads_with_datasets_and_truncates_at_a_turn(fi
     tool = lines[2]  # the tool-call attempt: tool role observations with their call id, and the tool spec
     assert tool["tools"] == [sft_format.BASH_TOOL] and "tools" not in lines[0]
     calls = [m for m in tool["messages"] if m["role"] == "assistant"]
-    assert all(len(m["tool_calls"]) == 1 and json.loads(m["tool_calls"][0]["function"]["arguments"])["command"]
-               for m in calls)
+    # TRL's shape: the arguments an object (chat templates serialise it; a JSON string would be encoded twice)
+    assert [m["tool_calls"][0]["function"]["arguments"] for m in calls] == [
+        {"command": s.command} for s in solving("rmse", 2.4, 1.9)]
     for a, o in zip(tool["messages"][2::2], tool["messages"][3::2], strict=False):
         assert o["role"] == "tool" and o["tool_call_id"] == a["tool_calls"][0]["id"]
     # format corrections live in extra_info, never in the conversation
@@ -395,6 +410,18 @@ async def test_sft_trl_curriculum_loads_with_datasets_and_truncates_at_a_turn(fi
     assert manifest["filters"] == {"status": "accepted", "tasks": None, "order": "curriculum", "max_tokens": 32_000,
                                    "reasoning": "drop"}
     assert "exported 5 trajectory(ies)" in r.out and "1 too_long" in r.out and "8 middle turn(s) dropped" in r.out
+    check_lengths(manifest, lines, r.out)
+
+
+def check_lengths(manifest: dict[str, Any], lines: list[dict[str, Any]], out: str) -> None:
+    """The manifest and the command's output name the longest example (its conversation and tool specs,
+    estimated) and a max_length above it: TRL's default of 1024 would cut every one of these examples."""
+    sizes = [conversation_tokens(x["messages"]) + (estimate(json.dumps(x["tools"])) if x.get("tools") else 0)
+             for x in lines]
+    longest, max_length = max(sizes), manifest["max_length"]
+    assert manifest["longest_example_tokens"] == longest > 1024
+    assert longest * 1.25 <= max_length < longest * 1.25 + 1024 and max_length % 1024 == 0
+    assert f"longest example ~{longest} estimated tokens: train with max_length={max_length}" in out
 
 
 async def test_sft_openai_time_order_all_statuses(filled: Filled, tmp_path: Path) -> None:
@@ -408,6 +435,9 @@ async def test_sft_openai_time_order_all_statuses(filled: Filled, tmp_path: Path
         (a.task_id, a.attempt) for a in ATTEMPTS if (a.task_id, a.attempt) != ("wine-quality", 1)]  # published
     for line, m in zip(lines, meta, strict=True):
         assert set(line) <= {"messages", "tools"}, set(line)  # nothing OpenAI's format does not know
+        for call in (c for msg in line["messages"] for c in msg.get("tool_calls", ())):
+            assert isinstance(call["function"]["arguments"], str)  # OpenAI's format: JSON text
+            assert set(json.loads(call["function"]["arguments"])) == {"command"}
         assert ("tools" in line) == (m["task_id"] in {a.task_id for a in ATTEMPTS if a.tool_mode})
         check_conversation(line["messages"], 6000)
         assert m["tokens"] == conversation_tokens(line["messages"])
@@ -418,6 +448,7 @@ async def test_sft_openai_time_order_all_statuses(filled: Filled, tmp_path: Path
     assert meta[1]["truncated"] and meta[1]["tokens"] <= 6000
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["files"] == ["train.jsonl", "metadata.jsonl"] and manifest["format"] == "openai"
+    check_lengths(manifest, lines, r.out)
 
 
 async def test_sft_reasoning_is_dropped_by_default_and_kept_as_reasoning_content(filled: Filled, tmp_path: Path
@@ -457,7 +488,9 @@ async def test_sft_task_filter_and_a_limit_nothing_fits(filled: Filled, tmp_path
 # --- export traj ---------------------------------------------------------------------------------
 
 
-async def test_traj_files_are_the_stored_trajectories(filled: Filled, tmp_path: Path) -> None:
+async def test_traj_files_are_the_stored_trajectories_in_swe_agents_shape(filled: Filled, tmp_path: Path) -> None:
+    from tests.test_swe_traj import check_swe_traj
+
     out = tmp_path / "traj"
     r = await export(filled, "traj", "--out", str(out), "--status", "all")
     assert r.code == 0, r.err
@@ -465,8 +498,10 @@ async def test_traj_files_are_the_stored_trajectories(filled: Filled, tmp_path: 
     assert files == sorted(f"{t}__{a}.traj" for t, a in filled.trajs)
     for (task_id, attempt), traj in filled.trajs.items():
         got = json.loads((out / f"{task_id}__{attempt}.traj").read_text())
-        assert {"trajectory", "history", "info", "replay_config", "environment"} <= set(got)
-        assert got == traj
+        check_swe_traj(got, traj, f"{task_id}__{attempt}")  # the stored record, SWE-agent's replay config
+        parser = got["replay_config"]["agent"]["tools"]["parse_function"]["type"]
+        assert parser == ("function_calling" if traj["replay_config"]["action_format"] == "tool_call"
+                          else "thought_action")
     accepted = await export(filled, "traj", "--out", str(tmp_path / "acc"), "--task", "co2-forecast")
     assert accepted.code == 0 and [p.name for p in (tmp_path / "acc").glob("*.traj")] == ["co2-forecast__0.traj"]
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
@@ -475,27 +510,40 @@ async def test_traj_files_are_the_stored_trajectories(filled: Filled, tmp_path: 
 # --- export hf -----------------------------------------------------------------------------------
 
 
-def test_the_split_hash_puts_the_fixture_tasks_on_both_sides() -> None:
-    sides = {export_hf.split_of(t, 0.5) for t, _ in filled_keys()}
-    assert sides == {"train", "test"}  # else the hf test below could not see a task kept out of a split
+def test_the_split_hash_puts_the_fixture_datasets_on_both_sides() -> None:
+    sides = {export_hf.split_of(DATASETS[t], 0.5) for t, _ in filled_keys()}
+    assert sides == {"train", "test"}  # else the hf test below could not see a dataset kept out of a split
+    assert {export_hf.split_of(d, 0.1) for d in DATASETS.values()} == {"train"}  # the push test's default share
+
+
+def test_a_trajectory_without_a_stored_task_is_split_by_its_task_id() -> None:
+    row = {"task_id": "lost-task", "attempt": 0, "dataset_name": None}
+    assert export_hf.split_key(row) == "task:lost-task"
+    assert export_hf.split_key({**row, "dataset_name": "palmerpenguins"}) == "palmerpenguins"
 
 
 def filled_keys() -> list[tuple[str, int]]:
     return [(a.task_id, a.attempt) for a in ATTEMPTS]
 
 
-async def test_hf_datasetdict_splits_by_task(filled: Filled, tmp_path: Path) -> None:
+async def test_hf_datasetdict_splits_by_dataset(filled: Filled, tmp_path: Path) -> None:
     out = tmp_path / "hf"
     r = await export(filled, "hf", "--out", str(out), "--status", "all", "--test-share", "0.5")
     assert r.code == 0, r.err
     dd = datasets.load_from_disk(str(out))
     assert set(dd) == {"train", "test"}
-    tasks = {name: set(dd[name]["task_id"]) for name in dd}
-    assert tasks["train"] and tasks["test"] and not tasks["train"] & tasks["test"]
-    assert tasks["train"] | tasks["test"] == {t for t, _ in filled_keys()}
+    names = {name: set(dd[name]["dataset_name"]) for name in dd}
+    assert names["train"] and names["test"] and not names["train"] & names["test"]
+    assert names["train"] | names["test"] == {DATASETS[t] for t, _ in filled_keys()}
     for name in dd:
-        for t in tasks[name]:
-            assert export_hf.split_of(t, 0.5) == name
+        for row in dd[name]:
+            assert row["dataset_name"] == DATASETS[row["task_id"]]
+            assert export_hf.split_of(row["dataset_name"], 0.5) == name
+    # co2-forecast and cars-mpg share their dataset: both on its side, which is not the side their task ids hash to
+    side = {name for name in dd if {"co2-forecast", "cars-mpg"} & set(dd[name]["task_id"])}
+    assert side == {export_hf.split_of("fuel-consumption-co2", 0.5)}
+    assert {"co2-forecast", "cars-mpg"} <= set(dd[next(iter(side))]["task_id"])
+    assert {export_hf.split_of("co2-forecast", 0.5), export_hf.split_of("cars-mpg", 0.5)} == {"train"} != side
     sft = tmp_path / "sft"
     assert (await export(filled, "sft", "--out", str(sft), "--status", "all")).code == 0
     by_key = {(x["metadata"]["task_id"], x["metadata"]["attempt"]): x for x in jsonl(sft / "train.jsonl")}
@@ -506,10 +554,15 @@ async def test_hf_datasetdict_splits_by_task(filled: Filled, tmp_path: Path) -> 
         assert [{k: v for k, v in m.items() if v is not None} for m in row["messages"]] == line["messages"]
         assert {k: row[k] for k in sft_format.METADATA_FIELDS} == line["metadata"]
         assert (json.loads(row["tools"]) if row["tools"] else None) == line.get("tools")
+    calls = [c for row in rows for m in row["messages"] for c in m["tool_calls"] or ()]
+    assert calls and all(set(c["function"]["arguments"]) == {"command"} for c in calls)  # objects, as in trl
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["skipped"] == {"too_long": 1} and manifest["pushed_to"] is None
+    assert manifest["split_by"] == "sha256(dataset_name)"
     assert sum(s["trajectories"] for s in manifest["splits"].values()) == 6
+    assert {k: s["datasets"] for k, s in manifest["splits"].items()} == {k: len(v) for k, v in names.items()}
     assert not [p for p in out.iterdir() if p.name.startswith(".hf-cache")]
+    check_lengths(manifest, [by_key[(row["task_id"], row["attempt"])] for row in rows], r.out)
 
 
 async def test_hf_push_needs_a_token_and_reports_hub_errors_in_one_line(filled: Filled, tmp_path: Path) -> None:
@@ -530,7 +583,7 @@ async def test_hf_push_needs_a_token_and_reports_hub_errors_in_one_line(filled: 
     assert len(r.err.strip().splitlines()) == 1 and "Traceback" not in r.err, r.err
     assert r.err.startswith(f"gymforge: push to me/gymforge-sft at {endpoint} failed") and "hf_test_" not in r.err
     saved = datasets.load_from_disk(str(tmp_path / "b"))  # saved before the push
-    assert saved["train"].num_rows == 5 and saved["test"].num_rows == 0  # (no fixture task hashes under 0.1)
+    assert saved["train"].num_rows == 5 and saved["test"].num_rows == 0  # (no fixture dataset hashes under 0.1)
     assert json.loads((tmp_path / "b" / "manifest.json").read_text())["pushed_to"] is None
 
 
@@ -689,3 +742,40 @@ def test_malformed_histories_are_refused() -> None:
     assert sft_format.messages_of(stored(turn)) == turn[:3]  # the final observation teaches nothing: left out
     assert sft_format.messages_of(stored([*turn, reply])) == [*turn, reply]  # the final reply ends it
     assert sft_format.messages_of(stored([system, user, reply])) == [system, user, reply]
+
+
+# Qwen2.5's chat template renders an assistant tool call like this (its tool-call branch, condensed): the
+# template serialises `arguments` itself, as Llama-3.1's and gpt-oss's do.
+QWEN25_TOOL_CALL = ('{%- for tool_call in message.tool_calls %}{%- set tool_call = tool_call.function %}'
+                    '{{- \'\\n<tool_call>\\n{"name": "\' }}{{- tool_call.name }}{{- \'", "arguments": \' }}'
+                    '{{- tool_call.arguments | tojson }}{{- \'}\\n</tool_call>\' }}{%- endfor %}')
+
+
+def test_trl_arguments_render_once_in_a_chat_template_and_openai_keeps_json_text() -> None:
+    import jinja2
+
+    traj = sft_format.parse(json.dumps(trajectory(ATTEMPTS[0], "rmse", "minimize", 2.4)))  # tool-call mode
+    template = jinja2.Environment().from_string(QWEN25_TOOL_CALL)
+
+    def rendered(arguments: str) -> list[Any]:
+        conv = sft_format.conversation(traj, 32_000, arguments=arguments)
+        calls = [template.render(message=m) for m in conv.messages if m.get("tool_calls")]
+        return [json.loads(c.strip().removeprefix("<tool_call>").removesuffix("</tool_call>"))["arguments"]
+                for c in calls]
+
+    commands = [{"command": s.command} for s in ATTEMPTS[0].steps]
+    assert rendered("object") == commands  # what the model is trained to emit: the object, encoded once
+    assert rendered("string") == [json.dumps(c) for c in commands]  # a string would be trained double-encoded
+    with pytest.raises(ValueError, match="arguments must be one of"):
+        sft_format.conversation(traj, 32_000, arguments="yaml")
+
+
+def test_arguments_objects_come_from_any_recorded_form() -> None:
+    for recorded in ({"command": "ls -la"}, '{"command": "ls -la"}', json.dumps('{"command": "ls -la"}')):
+        call = {"id": "c1", "type": "function", "function": {"name": "bash", "arguments": recorded}}
+        assert sft_format.tool_call(call, "ls -la", "object")["function"]["arguments"] == {"command": "ls -la"}
+        assert json.loads(sft_format.tool_call(call, "ls -la", "string")["function"]["arguments"]) == \
+            {"command": "ls -la"}
+    garbled = {"id": "c1", "function": {"name": "bash", "arguments": "not json"}}  # the recorded action stands in
+    assert sft_format.tool_call(garbled, "pwd", "object")["function"]["arguments"] == {"command": "pwd"}
+    assert sft_format.tool_call(garbled, "pwd", "string")["function"]["arguments"] == '{"command": "pwd"}'

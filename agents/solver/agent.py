@@ -166,7 +166,7 @@ class SolverAgent(LLMAgent):
                 "baseline_score": p.baseline_score, "model": self.llm.endpoint.model, "interface": self.interface}
         replay = {"interface": self.interface, "action_format": self.action_format, "seed": p.attempt,
                   "limits": asdict(self.limits), "command_timeout_s": self.command_timeout_s,
-                  "model": self.llm.endpoint.model}
+                  "model": self.llm.endpoint.model, "cwd": cwd}
         return Recorder(system, instance, info, replay, f"gymforge:{self.backend.name}",
                         tool_mode=self.action_format == "tool_call")
 
