@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Callable
@@ -222,6 +223,7 @@ async def local_bus(s: Settings, *, name: str, setup: bool = True) -> AsyncItera
     """A connected bus for a command that reads (status, tail, dlq replay, web, the exports): after `run`,
     with no server left running, the data dir's store is served for as long as the command lasts."""
     lease = await ensure_nats(s)
+    previous = _interrupt_on_sigterm() if lease is not None else None
     try:
         bus = await connect(s, name=name, setup=setup)
         try:
@@ -229,8 +231,22 @@ async def local_bus(s: Settings, *, name: str, setup: bool = True) -> AsyncItera
         finally:
             await bus.close()
     finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
         if lease is not None:
             lease.release()
+
+
+def _interrupt_on_sigterm() -> Any:
+    """SIGTERM as Ctrl-C, so that a terminated reader still ends its lease (the last one stops the server)."""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        return signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: leave signals alone
+        return None
 
 
 async def start_budget(bus: Bus, s: Settings) -> BudgetWatcher:

@@ -114,17 +114,19 @@ class LocalNats:
         with self.log_file.open("ab") as log:
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                     start_new_session=True)  # outlives this command when others still use it
+        self.pid_file.write_text(f"{proc.pid}\n")  # at once: a command killed from here on leaves it findable
         deadline = time.monotonic() + READY_TIMEOUT_S
         while not answers(self.host, self.port, timeout=0.25):
             if proc.poll() is not None:
+                self.pid_file.unlink(missing_ok=True)
                 raise NatsUnavailable(f"nats-server exited with code {proc.returncode} ({self._last_log_line()})")
             if time.monotonic() > deadline:
                 proc.kill()
                 proc.wait()
+                self.pid_file.unlink(missing_ok=True)
                 raise NatsUnavailable(f"nats-server did not become ready on {self.host}:{self.port} "
                                       f"within {READY_TIMEOUT_S:.0f}s")
             time.sleep(0.05)
-        self.pid_file.write_text(f"{proc.pid}\n")
 
     def _last_log_line(self) -> str:
         try:
