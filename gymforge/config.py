@@ -46,7 +46,7 @@ class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     # bus
-    nats_url: str = Field("nats://127.0.0.1:4222", description="NATS server URL (`run` starts the embedded server on a local URL when nothing answers)")
+    nats_url: str = Field("nats://127.0.0.1:4222", description="NATS server URL (`run` and the reading commands start the embedded server on a local URL when nothing answers)")
     nats_user: str | None = Field(None, description="NATS user")
     nats_password: SecretStr | None = Field(None, description="NATS password")
     nats_token: SecretStr | None = Field(None, description="NATS token")
