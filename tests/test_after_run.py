@@ -165,3 +165,31 @@ async def test_a_remote_url_that_is_down_or_no_embedded_server_is_one_line(tmp_p
         assert r.err.strip() == f"gymforge: cannot reach NATS at {url}: start it, or point GYMFORGE_NATS_URL " \
                                 "at a running server", (args, r.err)
     assert not (data_dir / "nats").exists() and await nothing_answers(local)
+
+
+async def test_web_serves_the_stores_bus_and_stops_its_server_when_it_ends(tmp_path: Path) -> None:
+    import aiohttp
+
+    data_dir, port = tmp_path / "gf", free_port()
+    url = f"nats://127.0.0.1:{port}"
+    await fill_store(data_dir, port, 4)
+    web = await asyncio.create_subprocess_exec(*_cli("web", "--port", "0"), env=_env(url, data_dir),
+                                               stderr=asyncio.subprocess.PIPE)
+    try:
+        line = ""
+        while "dashboard on" not in line:
+            line = (await asyncio.wait_for(web.stderr.readline(), 60)).decode()  # type: ignore[union-attr]
+            assert line, "gymforge web exited before serving"
+        base = line.split(" on ", 1)[1].split(" ", 1)[0]
+        async with aiohttp.ClientSession(base) as http:
+            for _ in range(200):  # the live feed connects in the background
+                async with http.get("/api/bus") as r:
+                    bus = await r.json()
+                if bus["connected"]:
+                    break
+                await asyncio.sleep(0.1)
+        assert bus["connected"] and bus["stream"]["messages"] == 4, bus
+    finally:
+        web.terminate()
+        await asyncio.wait_for(web.wait(), 30)
+    assert await nothing_answers(url) and not (data_dir / "nats.pid").exists()
