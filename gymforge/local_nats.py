@@ -22,6 +22,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 from urllib.parse import urlparse
@@ -102,7 +103,7 @@ class LocalNats:
         await asyncio.to_thread(self.release)
 
     @contextlib.contextmanager
-    def _guard(self) -> contextlib.Generator[None]:
+    def _guard(self) -> Iterator[None]:
         with (self.data_dir / "nats.lock").open("ab") as f:
             fcntl.flock(f, fcntl.LOCK_EX)
             yield
