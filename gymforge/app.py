@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -15,11 +17,12 @@ import aiohttp
 from agents.budget import BudgetWatcher, Limit
 from agents.roles import MODEL_ROLES, ROLES
 from agents.runtime import Agent, AgentContext
-from bus import Bus, BusSettings, EmbeddedNats, NatsRefused, NatsUnavailable, RetryPolicy
+from bus import Bus, BusSettings, NatsRefused, NatsUnavailable, RetryPolicy
 from bus.server import url_answers
 from domain.payloads import PAYLOADS
 from gymforge.config import Settings, role_settings
 from gymforge.errors import UserError
+from gymforge.local_nats import LocalNats
 from sandbox.runtimes import unavailable
 
 __all__ = ["MODEL_ROLES", "ROLES", "build_agent"]
@@ -193,19 +196,57 @@ def is_local_url(url: str) -> bool:
     return host in {"127.0.0.1", "localhost", "::1"}
 
 
-async def ensure_nats(s: Settings) -> EmbeddedNats | None:
-    """Use a server that answers at nats_url; else start the embedded one there (local URLs only)."""
-    if await url_answers(s.nats_url):
-        return None
+async def ensure_nats(s: Settings) -> LocalNats | None:
+    """Use a server that answers at nats_url; at a local URL (with `embedded_nats`), take a lease on the data
+    dir's embedded server, started on `<data_dir>/nats` when nothing answers (gymforge/local_nats.py). The
+    caller ends the lease with `stop()`; the last holder stops a server a lease started."""
     if not (s.embedded_nats and is_local_url(s.nats_url)):
+        if await url_answers(s.nats_url):
+            return None
         raise UserError(f"cannot reach NATS at {s.nats_url}: start it, or point GYMFORGE_NATS_URL at a running server")
-    port = urlparse(s.nats_url).port or 4222
-    server = EmbeddedNats(ensure_data_dir(s) / "nats", port=port, log_file=s.data_dir / "nats.log")
     try:
-        await server.start()
+        data_dir = ensure_data_dir(s)
+    except UserError:
+        if await url_answers(s.nats_url):  # a server answers: no store of ours is needed
+            return None
+        raise
+    try:
+        return await asyncio.to_thread(LocalNats(data_dir, s.nats_url).acquire)
     except NatsUnavailable as exc:
         raise UserError(f"{exc}; see {s.data_dir / 'nats.log'}") from None
-    return server
+    except OSError as exc:
+        raise UserError(f"cannot start NATS on the store in {data_dir / 'nats'}: {exc.strerror or exc}") from None
+
+
+@contextlib.asynccontextmanager
+async def local_bus(s: Settings, *, name: str, setup: bool = True) -> AsyncIterator[Bus]:
+    """A connected bus for a command that reads (status, tail, dlq replay, web, the exports): after `run`,
+    with no server left running, the data dir's store is served for as long as the command lasts."""
+    lease = await ensure_nats(s)
+    previous = _interrupt_on_sigterm() if lease is not None else None
+    try:
+        bus = await connect(s, name=name, setup=setup)
+        try:
+            yield bus
+        finally:
+            await bus.close()
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+        if lease is not None:
+            lease.release()
+
+
+def _interrupt_on_sigterm() -> Any:
+    """SIGTERM as Ctrl-C, so that a terminated reader still ends its lease (the last one stops the server)."""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        return signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: leave signals alone
+        return None
 
 
 async def start_budget(bus: Bus, s: Settings) -> BudgetWatcher:

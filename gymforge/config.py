@@ -46,7 +46,7 @@ class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     # bus
-    nats_url: str = Field("nats://127.0.0.1:4222", description="NATS server URL (`run` starts the embedded server on a local URL when nothing answers)")
+    nats_url: str = Field("nats://127.0.0.1:4222", description="NATS server URL (`run` and the reading commands start the embedded server on a local URL when nothing answers)")
     nats_user: str | None = Field(None, description="NATS user")
     nats_password: SecretStr | None = Field(None, description="NATS password")
     nats_token: SecretStr | None = Field(None, description="NATS token")
@@ -54,7 +54,7 @@ class Settings(BaseModel):
     nats_tls_ca: str | None = Field(None, description="CA certificate for NATS over TLS")
     nats_tls_cert: str | None = Field(None, description="client certificate (mutual TLS)")
     nats_tls_key: str | None = Field(None, description="client key (mutual TLS)")
-    embedded_nats: bool = Field(True, description="`run` starts the embedded server when nothing answers at a local nats_url")
+    embedded_nats: bool = Field(True, description="`run` and the reading commands start the embedded server on the data dir's store when nothing answers at a local nats_url")
     duplicate_window_s: float = Field(7200.0, description="JetStream's duplicate window (covers redelivery of long episodes)")
     max_deliver: int = Field(default=5, ge=1, description="deliveries of a failing message before it is dead-lettered")
     shutdown_grace_s: float = Field(20.0, description="how long in-flight work may finish after SIGTERM")

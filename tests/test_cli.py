@@ -119,8 +119,9 @@ async def test_bad_input_is_one_line_and_nonzero(nats_server: EmbeddedNats, data
         (("inject", "seed", "--domain", "x", "--count", "zero"), {}),
         (("inject", "seed", "--domain", "x", "--count", "0"), {}),
         (("agent", "nope"), {}),
-        (("status",), {"GYMFORGE_NATS_URL": "nats://127.0.0.1:1"}),
+        (("status",), {"GYMFORGE_NATS_URL": "nats://127.0.0.1:1", "GYMFORGE_EMBEDDED_NATS": "false"}),
         (("status",), {"GYMFORGE_DATA_DIR": "/proc/forbidden", "GYMFORGE_NATS_URL": "nats://127.0.0.1:1"}),
+        (("status",), {"GYMFORGE_NATS_URL": "nats://192.0.2.1:4222"}),  # remote and down
         (("run", "--topics", "1"), {"GYMFORGE_DATA_DIR": "/proc/forbidden"}),
         (("tail", "--since", "ten minutes"), {}),
         (("tail", "a b"), {}),

@@ -19,7 +19,7 @@ from agents.sink import REPLAY_HEADER
 from bus import Bus, EmbeddedNats, NatsUnavailable, Poison, make_envelope
 from bus.connection import MSG_ID_HEADER
 from domain.payloads import TopicRequested
-from gymforge.app import connect, ensure_data_dir, with_settings
+from gymforge.app import connect, ensure_data_dir, local_bus, with_settings
 from gymforge.config import Settings
 from gymforge.errors import UserError
 from gymforge.render import line
@@ -169,39 +169,41 @@ def cmd_tail(args: argparse.Namespace, s: Settings) -> int:
 
 async def _tail(s: Settings, subject: str, trace: str | None, since: timedelta | None, last: int | None,
                 follow: bool, as_json: bool, color: bool) -> None:
-    bus = await connect(s, name="gymforge-tail")
-    try:
-        config = api.ConsumerConfig(deliver_policy=api.DeliverPolicy.NEW if (follow and not since and last is None)
-                                    else api.DeliverPolicy.ALL)
-        if since is not None:
-            config = api.ConsumerConfig(deliver_policy=api.DeliverPolicy.BY_START_TIME,
-                                        opt_start_time=(datetime.now(UTC) - since).isoformat())
-        sub = await bus.js.subscribe(subject, ordered_consumer=True, config=config)
-        backlog: list[str] = []
-        caught_up = config.deliver_policy == api.DeliverPolicy.NEW
-        while True:
-            try:
-                msg = await sub.next_msg(timeout=1.0)
-            except (TimeoutError, asyncio.TimeoutError):  # noqa: UP041 - nats raises its own subclass
-                caught_up = True
-                if backlog:
-                    _flush(backlog, last)
-                if not follow:
-                    return
-                continue
-            text = await _render(bus, msg.data, trace, as_json, color)
-            if text is not None:
-                if caught_up:
-                    print(text, flush=True)
-                else:
-                    backlog.append(text)
-            if not caught_up and msg.metadata.num_pending == 0:
-                caught_up = True
+    async with local_bus(s, name="gymforge-tail") as bus:
+        await _follow(bus, subject, trace, since, last, follow, as_json, color)
+
+
+async def _follow(bus: Bus, subject: str, trace: str | None, since: timedelta | None, last: int | None,
+                  follow: bool, as_json: bool, color: bool) -> None:
+    config = api.ConsumerConfig(deliver_policy=api.DeliverPolicy.NEW if (follow and not since and last is None)
+                                else api.DeliverPolicy.ALL)
+    if since is not None:
+        config = api.ConsumerConfig(deliver_policy=api.DeliverPolicy.BY_START_TIME,
+                                    opt_start_time=(datetime.now(UTC) - since).isoformat())
+    sub = await bus.js.subscribe(subject, ordered_consumer=True, config=config)
+    backlog: list[str] = []
+    caught_up = config.deliver_policy == api.DeliverPolicy.NEW
+    while True:
+        try:
+            msg = await sub.next_msg(timeout=1.0)
+        except (TimeoutError, asyncio.TimeoutError):  # noqa: UP041 - nats raises its own subclass
+            caught_up = True
+            if backlog:
                 _flush(backlog, last)
-                if not follow:
-                    return
-    finally:
-        await bus.close()
+            if not follow:
+                return
+            continue
+        text = await _render(bus, msg.data, trace, as_json, color)
+        if text is not None:
+            if caught_up:
+                print(text, flush=True)
+            else:
+                backlog.append(text)
+        if not caught_up and msg.metadata.num_pending == 0:
+            caught_up = True
+            _flush(backlog, last)
+            if not follow:
+                return
 
 
 def _flush(backlog: list[str], last: int | None) -> None:
@@ -225,18 +227,18 @@ async def _render(bus: Bus, data: bytes, trace: str | None, as_json: bool, color
 # --- status -------------------------------------------------------------------------------------
 
 
-async def gather_status(s: Settings) -> dict[str, Any]:
-    bus = await connect(s, name="gymforge-status")
-    try:
-        info = await bus.js.stream_info(bus.settings.stream, subjects_filter="gf.>")
-        subjects = dict(sorted((info.state.subjects or {}).items()))
-        consumers = [
-            {"name": c.name, "pending": c.num_pending, "ack_pending": c.num_ack_pending,
-             "redelivered": c.num_redelivered, "waiting": c.num_waiting}
-            for c in await bus.js.consumers_info(bus.settings.stream)
-        ]
-    finally:
-        await bus.close()
+async def gather_status(s: Settings, bus: Bus | None = None) -> dict[str, Any]:
+    """The stream's and consumers' figures (from `bus`, else a bus of its own) and the store's."""
+    if bus is None:
+        async with local_bus(s, name="gymforge-status") as own:
+            return await gather_status(s, own)
+    info = await bus.js.stream_info(bus.settings.stream, subjects_filter="gf.>")
+    subjects = dict(sorted((info.state.subjects or {}).items()))
+    consumers = [
+        {"name": c.name, "pending": c.num_pending, "ack_pending": c.num_ack_pending,
+         "redelivered": c.num_redelivered, "waiting": c.num_waiting}
+        for c in await bus.js.consumers_info(bus.settings.stream)
+    ]
     status: dict[str, Any] = {
         "stream": {"messages": info.state.messages, "bytes": info.state.bytes, "subjects": subjects},
         "consumers": sorted(consumers, key=lambda c: c["name"]),
@@ -286,9 +288,14 @@ def _tty() -> bool:
 
 async def _watch_status(s: Settings, every: float, times: int | None, as_json: bool) -> None:
     """Refresh in place on a terminal; when piped, one snapshot after another (JSON lines with --json)."""
+    async with local_bus(s, name="gymforge-status") as bus:  # one server for every refresh
+        await _refresh(s, bus, every, times, as_json)
+
+
+async def _refresh(s: Settings, bus: Bus, every: float, times: int | None, as_json: bool) -> None:
     shown = 0
     while times is None or shown < times:
-        status = await gather_status(s)
+        status = await gather_status(s, bus)
         if as_json:
             print(json.dumps(status, default=str), flush=True)
         elif _tty():
@@ -375,14 +382,11 @@ def cmd_dlq_replay(args: argparse.Namespace, s: Settings) -> int:
                 letters = [await queries.dead_letter(store, r["id"]) for r in await queries.dead_letters(store)]
         finally:
             await store.close()
-        bus = await connect(s, name="gymforge-dlq")
-        try:
+        async with local_bus(s, name="gymforge-dlq") as bus:
             for letter in letters:
                 assert letter is not None
                 await replay(bus, letter)
                 print(f"replayed {letter['id'][:12]} to {letter['subject']}")
-        finally:
-            await bus.close()
         return len(letters)
 
     n = asyncio.run(main())

@@ -9,7 +9,7 @@ import contextlib
 import signal
 import sys
 
-from gymforge.app import with_settings
+from gymforge.app import ensure_nats, with_settings
 from gymforge.config import Settings
 from gymforge.errors import UserError
 
@@ -29,6 +29,19 @@ def cmd_web(args: argparse.Namespace, s: Settings) -> int:
 
 
 async def serve(s: Settings, host: str, port: int) -> None:
+    try:  # after `run`, the data dir's store is served while the dashboard is up
+        lease = await ensure_nats(s)
+    except UserError as exc:  # the pages still show the store; the live feed keeps trying
+        print(f"gymforge: {exc} (the dashboard shows the store; live updates when NATS answers)", file=sys.stderr)
+        lease = None
+    try:
+        await _serve(s, host, port)
+    finally:
+        if lease is not None:
+            lease.release()
+
+
+async def _serve(s: Settings, host: str, port: int) -> None:
     from gymforge.web.app import WebServer
 
     server = WebServer(s, host, port)
