@@ -24,6 +24,9 @@ from bus import Bus, BusSettings, EmbeddedNats
 from bus.codec import make_envelope
 from domain.payloads import PAYLOADS, TaskValidated
 from domain.tasks import DataRef, TaskBundle
+from gymforge.mlgym.records import TaskUnusable
+from gymforge.mlgym.requirements import task_requirements
+from gymforge.mlgym.scoring import mlgym_metrics
 from sandbox import ExecResult, Limits, Mount, get_backend
 from teacher.bundles import write_bundle
 from tests.helpers.cli import Result, gymforge
@@ -254,3 +257,37 @@ async def test_predictions_that_overflow_the_metric_are_refused_in_one_line(expo
     assert r.exit_code == 1 and r.stdout == "", r
     (line,) = r.stderr.strip().splitlines()
     assert line.startswith("invalid submission: the metric(s)") and "not finite" in line, r.stderr
+
+
+def result(stdout: str, stderr: str = "", code: int = 0) -> ExecResult:
+    return ExecResult(exit_code=code, stdout=stdout, stderr=stderr, duration_s=0.1, timed_out=False,
+                      oom_killed=False, truncated=False)
+
+
+def test_the_export_reads_evaluate_output_as_mlgym_does() -> None:
+    assert mlgym_metrics(result('{"rmse": 1.5, "mae": 1.0}\n'), "rmse") == {"rmse": 1.5, "mae": 1.0}
+    refused = {
+        "a warning on stderr": result('{"rmse": 1.5}\n', "x.py:3: FutureWarning: soon\n"),
+        "a line before the JSON": result('Scored 10 rows\n{"rmse": 1.5}\n'),
+        "two objects": result('{"rmse": 1.5}\n{"rmse": 1.6}\n'),
+        "infinity": result('{"rmse": Infinity}\n'),
+        "no task metric": result('{"mae": 1.0}\n'),
+        "a failure": result("", "invalid submission: 3 rows, expected 4\n", code=1),
+    }
+    for what, r in refused.items():
+        with pytest.raises(TaskUnusable):
+            mlgym_metrics(r, "rmse")
+            pytest.fail(f"read as a score: {what}")
+
+
+def test_requirements_follow_the_imports_beyond_mlgyms_generic_environment() -> None:
+    generic = {"baseline.py": "import numpy as np\nfrom sklearn.linear_model import Ridge\nimport torch.nn\n",
+               "evaluate.py": "import json, os\nimport pandas as pd\nfrom . import x\nimport helpers\n",
+               "helpers.py": "from __future__ import annotations\n", "data/README": "import nothing"}
+    assert task_requirements(generic) is None
+    needs = {**generic, "baseline.py": "from statsmodels.tsa.ar_model import AutoReg\nimport lightgbm\n"}
+    lines = (task_requirements(needs) or "").split()
+    assert [line.split("==")[0] for line in lines] == ["lightgbm", "pandas", "statsmodels"]
+    assert lines[2].startswith("statsmodels==")
+    with pytest.raises(TaskUnusable, match="baseline.py does not parse"):
+        task_requirements({"baseline.py": "import (\n"})
