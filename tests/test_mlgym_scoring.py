@@ -291,3 +291,17 @@ def test_requirements_follow_the_imports_beyond_mlgyms_generic_environment() -> 
     assert lines[2].startswith("statsmodels==")
     with pytest.raises(TaskUnusable, match="baseline.py does not parse"):
         task_requirements({"baseline.py": "import (\n"})
+
+
+def test_drafted_torch_tasks_fit_the_generic_environment_and_statsmodels_ones_do_not() -> None:
+    """MLGym's generic environment has torch (and scikit-learn, pandas, ...), not statsmodels."""
+    for task_type in ("image_classification", "text_classification", "time_series_forecasting"):
+        card, splits = dataset(task_type)
+        card = {**card, "split_sizes": {s: len(f) for s, f in splits.items()}}
+        torch_files = write_bundle(card, task_id=f"t-{task_type}", runtime="torch").files
+        assert "import torch" in torch_files["baseline.py"]
+        assert task_requirements(torch_files) is None, task_type
+    card, splits = dataset("time_series_forecasting")
+    card = {**card, "split_sizes": {s: len(f) for s, f in splits.items()}}
+    sklearn_files = write_bundle(card, task_id="t-forecast").files
+    assert "statsmodels==" in (task_requirements(sklearn_files) or "")
