@@ -41,6 +41,7 @@ TASK_TYPES: dict[str, type] = {
     "id": str, "name": str, "description": str, "dataset_configs": list, "task_entrypoint": str,
     "training_timeout": int, "use_generic_conda": bool, "starter_code": list, "baseline_paths": list,
     "baseline_scores": list, "evaluation_paths": list, "evaluation_read_only": bool, "sample_submission": str,
+    "memory_path": str,
 }
 DATASET_FIELDS = {"name", "description", "data_path", "is_local", "train_split", "valid_split", "test_split"}
 DATASET_TYPES: dict[str, type] = {"name": str, "description": str, "data_path": str, "is_local": bool}
@@ -111,23 +112,32 @@ def check_task(out: Path, task_id: str, stored: dict[str, Any]) -> tuple[dict[st
     for name in ("dataset_configs", "starter_code", "baseline_paths", "evaluation_paths"):
         assert cfg[name] and all(isinstance(p, str) for p in cfg[name]), (name, cfg[name])
     assert cfg["id"] == task_id and cfg["task_entrypoint"] == "CSVSubmissionTasks"
-    assert cfg["use_generic_conda"] is True and cfg["evaluation_read_only"] is True and cfg["training_timeout"] > 0
-    assert cfg.get("memory_path") is None
+    assert cfg["evaluation_read_only"] is True and cfg["training_timeout"] > 0
+    assert cfg["memory_path"] == f"data/{task_id}/memory.json"
+    # MLGym's generic environment has no statsmodels: a task importing it gets its own requirements.
+    needs_own = "statsmodels" in (out / "data" / task_id / "baseline.py").read_text()
+    assert cfg["use_generic_conda"] is (not needs_own), (task_id, cfg["use_generic_conda"])
+    if needs_own:
+        assert cfg["requirements_path"] == f"data/{task_id}/requirements.txt"
+        assert "statsmodels==" in (out / cfg["requirements_path"]).read_text()
+    else:
+        assert "requirements_path" not in cfg
 
     # MLGym fills the description with str.format(dataset_docs=...): it must survive that.
     assert "{dataset_docs}" in cfg["description"]
     filled = cfg["description"].format(dataset_docs="DATASET DOCS")
     assert "DATASET DOCS" in filled and "SUBMISSION FORMAT" in filled
 
-    # baseline_scores: list of {metric: float}, the recorded baseline.
+    # baseline_scores: one {metric: float} holding every metric evaluate.py prints (as MLGym's own tasks),
+    # the recorded baseline's.
     gf = cfg["gymforge"]
     assert gf["metric"] == stored["metric"] and gf["direction"] == stored["direction"]
     assert gf["direction"] in ("maximize", "minimize") and gf["task_id"] == task_id
     assert len(cfg["baseline_scores"]) == 1 and exact_type(cfg["baseline_scores"][0], dict)
-    (metric, score), = cfg["baseline_scores"][0].items()
-    assert metric == stored["metric"] and exact_type(score, float)
-    assert math.isclose(score, stored["baseline_score"], rel_tol=1e-12)
-    assert gf["baseline_metrics"][metric] == score
+    scores = cfg["baseline_scores"][0]
+    assert len(scores) >= 2 and all(exact_type(v, float) for v in scores.values()), scores
+    assert math.isclose(scores[stored["metric"]], stored["baseline_score"], rel_tol=1e-12)
+    assert gf["baseline_metrics"] == scores
 
     # Paths: starter_code and sample_submission from the MLGym root (= out), baseline/evaluation paths
     # from the workspace into which MLGym copies the starter code flat.
@@ -165,7 +175,8 @@ def check_task(out: Path, task_id: str, stored: dict[str, Any]) -> tuple[dict[st
 
 async def rerun_baseline(out: Path, cfg: dict[str, Any], ds: dict[str, Any], work: Path) -> dict[str, float]:
     """What MLGym does with the export: starter code flat in a fresh workspace, the dataset as data/, run
-    the baseline, then the evaluation with GF_HIDDEN_DIR at the answers dir. Through the sandbox."""
+    the baseline, then the evaluation with the answers dir mounted at /answers (MLGym's container_mounts)
+    and no GF_HIDDEN_DIR. Through the sandbox."""
     ws = work / f"ws-{cfg['id']}"
     ws.mkdir()
     for p in cfg["starter_code"]:
@@ -177,12 +188,11 @@ async def rerun_baseline(out: Path, cfg: dict[str, Any], ds: dict[str, Any], wor
         r = await session.exec(f"python {cfg['baseline_paths'][0]}", timeout=cfg["training_timeout"])
         assert r.ok, (cfg["id"], r.stderr[-2000:])
         r = await session.exec(f"python {cfg['evaluation_paths'][0]} --submission_file submission.csv",
-                               timeout=120, env={"GF_HIDDEN_DIR": "/gf/hidden"},
-                               mounts=[Mount(answers, "/gf/hidden", read_only=True)])
+                               timeout=120, mounts=[Mount(answers, "/answers", read_only=True)])
         assert r.ok, (cfg["id"], r.stderr[-2000:])
     finally:
         await session.close()
-    metrics = json.loads(r.stdout)  # the whole output, as MLGym's CSVSubmissionTasks parses it
+    metrics = json.loads(r.stdout + r.stderr)  # the whole output, as MLGym's CSVSubmissionTasks parses it
     assert isinstance(metrics, dict)
     return metrics
 
@@ -214,7 +224,7 @@ async def test_a_real_pipeline_run_ends_in_training_data_and_mlgym_tasks(nats_se
     assert not [p for p in out.rglob("*") if p.name.startswith(".")], "staging files left behind"
 
     readme = (out / "README.md").read_text()
-    assert "GF_HIDDEN_DIR" in readme
+    assert "GF_HIDDEN_DIR" in readme and "container_mounts" in readme
     configs = {}
     for task_id, row in stored.items():
         assert f"`{task_id}`" in readme and row["metric"] in readme

@@ -1,6 +1,7 @@
 """The `gymforge export mlgym` command: its arguments, the checks on --out, and the export loop (open the
-store and the sandbox, then per task: load it, re-run prepare.py, write its files and configs, report it
-exported or skipped, and finally the README). Bad input and a missing store or sandbox end in one-line
+store and the sandbox, then per task: load it, take its dataset from the local cache (NATS only for one
+the cache lacks), re-run prepare.py, score it as MLGym does, write its files and configs, report it exported
+or skipped, and finally the README and mlgym_tasks.py). Bad input and a missing store or sandbox end in one-line
 UserErrors; a task that fails is skipped with its reason. Also the `gymforge export` parent command, whose
 sub-parsers the other export formats share."""
 
@@ -15,14 +16,13 @@ import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agents.artifacts import fetch_dataset
 from agents.taskrun import StepFailed
-from bus import Bus
-from gymforge.app import connect, with_settings
+from gymforge.app import with_settings
 from gymforge.config import Settings
 from gymforge.errors import UserError
 from gymforge.mlgym import layout, records, rerun
-from gymforge.mlgym.readme import readme
+from gymforge.mlgym.datasets import DatasetSource
+from gymforge.mlgym.readme import readme, tasks_module
 from gymforge.mlgym.records import Exported, TaskRecord, TaskUnusable
 from sandbox import Backend, SandboxUnavailable, backend_for
 from store.db import Store, StoreError
@@ -102,18 +102,20 @@ async def export_mlgym(s: Settings, out: Path, *, task_ids: list[str] | None = N
             backend = backend or backend_for(s.sandbox)
         except SandboxUnavailable as exc:
             raise UserError(str(exc)) from None
-        bus = await connect(s, name="gymforge-export", setup=False)  # the datasets are in its object store
+        source = DatasetSource(s)
         try:
-            summary = await export_each(store, bus, backend, s, ids, out)
+            summary = await export_each(store, source, backend, s, ids, out)
         finally:
-            await bus.close()
-        layout.write_atomic(out / "README.md", readme(layout.exported_in(out), s))
+            await source.close()
+        exported = layout.exported_in(out)
+        layout.write_atomic(out / "README.md", readme(exported, s))
+        layout.write_atomic(out / layout.TASKS_MODULE, tasks_module(exported))
         return summary
     finally:
         await store.close()
 
 
-async def export_each(store: Store, bus: Bus, backend: Backend, s: Settings, ids: list[str],
+async def export_each(store: Store, source: DatasetSource, backend: Backend, s: Settings, ids: list[str],
                       out: Path) -> Summary:
     """Export the tasks one at a time (one in memory at a time); a failing task is skipped with its reason."""
     try:
@@ -125,7 +127,7 @@ async def export_each(store: Store, bus: Bus, backend: Backend, s: Settings, ids
     for task_id in ids:
         try:
             record = await records.load_task(store, task_id)
-            summary.exported.append(await export_task(bus, backend, s, record, out))
+            summary.exported.append(await export_task(source, backend, s, record, out))
             print(f"exported {task_id}", file=sys.stderr)
         except SandboxUnavailable as exc:
             raise UserError(str(exc)) from None
@@ -136,14 +138,15 @@ async def export_each(store: Store, bus: Bus, backend: Backend, s: Settings, ids
     return summary
 
 
-async def export_task(bus: Bus, backend: Backend, s: Settings, rec: TaskRecord, out: Path) -> Exported:
-    """Prepare the data in the sandbox and write this task's files and configs under `out`."""
+async def export_task(source: DatasetSource, backend: Backend, s: Settings, rec: TaskRecord,
+                      out: Path) -> Exported:
+    """Prepare the data in the sandbox, score it as MLGym does and write this task's files and configs."""
     b = rec.bundle
     layout.check_bundle_names(b)
-    raw = await fetch_dataset(bus, b.data, s.data_dir / "cache" / "datasets")
+    raw = await source.fetch(b.data)
     scratch = Path(tempfile.mkdtemp(prefix=f".export-{b.task_id}-", dir=out))
     try:
-        stage = await rerun.prepare_task(backend, b, raw, scratch, s.sandbox.limits(float(b.training_timeout)))
-        return layout.write_task(rec, stage, out)
+        staged = await rerun.prepare_task(backend, b, raw, scratch, s.sandbox.limits(float(b.training_timeout)))
+        return layout.write_task(rec, staged.path, out, staged.metrics)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

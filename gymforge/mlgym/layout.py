@@ -1,6 +1,7 @@
 """The MLGym tree an export writes: a staged task moved into `data/<task_id>/`, its dataset and task configs
 as YAML under `configs/` (MLGym's TaskConfig and dataset fields with MLGym's path semantics, plus a
-`gymforge:` block), and those configs read back to list every task in DIR. Files are replaced atomically
+`gymforge:` block), a requirements.txt when the task needs more than MLGym's generic environment, and those
+configs read back to list every task in DIR. Files are replaced atomically
 and every name that comes from a task is checked before it becomes a path."""
 
 from __future__ import annotations
@@ -14,21 +15,31 @@ import yaml
 
 from domain.tasks import TaskBundle
 from gymforge.mlgym.records import Exported, TaskRecord, TaskUnusable
+from gymforge.mlgym.requirements import FILE_NAME as REQUIREMENTS_FILE
+from gymforge.mlgym.requirements import task_requirements
+from gymforge.mlgym.scoring import MLGYM_ANSWERS, baseline_scores
 
 TASK_ENTRYPOINT = "CSVSubmissionTasks"
 HIDDEN_ENV = "GF_HIDDEN_DIR"
 DATASET_DOCS = "{dataset_docs}"
 PREPARE_FILE = "prepare.py"  # reads the raw data with the labels: exported for provenance, never starter code
 SUBDIRS = ("configs/tasks", "configs/datasets", "data")
+TASKS_MODULE = "mlgym_tasks.py"  # the tasks' entries for MLGym's TASKS dict
 
 
-def write_task(rec: TaskRecord, stage: Path, out: Path) -> Exported:
-    """Move the staged task to `out`/data/<task_id> and write its two configs; the README row."""
+def write_task(rec: TaskRecord, stage: Path, out: Path, metrics: dict[str, float]) -> Exported:
+    """Move the staged task to `out`/data/<task_id> and write its two configs (`metrics`: what the baseline
+    scored when evaluated as MLGym evaluates); the README row."""
     b = rec.bundle
+    scores = baseline_scores(rec.baseline_metrics, metrics)
+    requirements = task_requirements(b.files)
+    if requirements is not None:
+        (stage / REQUIREMENTS_FILE).write_text(requirements)
     task_dir = out / "data" / b.task_id
     replace_dir(stage, task_dir)
     write_atomic(out / "configs" / "datasets" / f"{b.task_id}.yaml", dump_yaml(dataset_config(b, task_dir)))
-    write_atomic(out / "configs" / "tasks" / f"{b.task_id}.yaml", dump_yaml(task_config(rec, task_dir)))
+    cfg = task_config(rec, task_dir, scores, with_requirements=requirements is not None)
+    write_atomic(out / "configs" / "tasks" / f"{b.task_id}.yaml", dump_yaml(cfg))
     return Exported(task_id=b.task_id, name=b.name, task_type=b.task_type, metric=b.metric,
                     direction=b.direction, baseline_score=rec.baseline_score, status=rec.status)
 
@@ -91,7 +102,8 @@ def starter_files(b: TaskBundle, task_dir: Path) -> list[str]:
     return names
 
 
-def task_config(rec: TaskRecord, task_dir: Path) -> dict[str, Any]:
+def task_config(rec: TaskRecord, task_dir: Path, scores: dict[str, float], *,
+                with_requirements: bool = False) -> dict[str, Any]:
     b = rec.bundle
     starters = starter_files(b, task_dir)
     cfg: dict[str, Any] = {
@@ -101,16 +113,19 @@ def task_config(rec: TaskRecord, task_dir: Path) -> dict[str, Any]:
         "dataset_configs": [f"datasets/{b.task_id}.yaml"],  # relative to configs/
         "task_entrypoint": TASK_ENTRYPOINT,
         "training_timeout": int(b.training_timeout),
-        "use_generic_conda": True,
+        "use_generic_conda": not with_requirements,
         "starter_code": [rel(b.task_id, n) for n in starters],  # relative to the MLGym root
         "baseline_paths": ["baseline.py"],  # relative to the agent's workspace
-        "baseline_scores": [{b.metric: float(rec.baseline_score)}],
+        "baseline_scores": [dict(scores)],  # every metric evaluate.py prints, as MLGym's own tasks do
         "evaluation_paths": ["evaluate.py"],  # relative to the agent's workspace
         "evaluation_read_only": True,
     }
     if "sample_submission.csv" in starters:
         cfg["sample_submission"] = rel(b.task_id, "sample_submission.csv")
-    # memory_path is left out: MLGym's default is None and its own dump drops None values.
+    if with_requirements:  # relative to the MLGym root, like MLGym's own tasks' requirements
+        cfg["requirements_path"] = rel(b.task_id, REQUIREMENTS_FILE)
+    # Where MLGym's close() copies the agent's memory (without it MLGym writes a host file named `None`).
+    cfg["memory_path"] = rel(b.task_id, "memory.json")
     cfg["gymforge"] = gymforge_block(rec)
     return cfg
 
@@ -130,6 +145,7 @@ def gymforge_block(rec: TaskRecord) -> dict[str, Any]:
         "dataset_name": b.dataset_name,
         "answers_dir": rel(b.task_id, "answers"),
         "hidden_dir_env": HIDDEN_ENV,
+        "answers_mount": MLGYM_ANSWERS,  # mount answers_dir there (`container_mounts`) when running in MLGym
         "prepare_script": rel(b.task_id, PREPARE_FILE) if PREPARE_FILE in b.files else None,
     }
     if rec.runtime_s is not None:

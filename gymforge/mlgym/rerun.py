@@ -1,38 +1,49 @@
 """The sandbox re-run behind an exported task: its prepare.py runs again in the sandbox on the raw dataset,
 exactly as when the debugger validated the task, and what it made (the workspace's data/, the hidden
 answers, the sample submission) is staged with the bundle's files in a scratch directory. Only directories
-and regular files are copied out of the sandbox's output."""
+and regular files are copied out of the sandbox's output. Then the task is scored as MLGym scores it
+(`scoring`): the metrics its baseline gets there come back with the staged directory."""
 
 from __future__ import annotations
 
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from agents.taskrun import open_workspace
 from domain.tasks import TaskBundle
 from gymforge.mlgym.records import TaskUnusable
+from gymforge.mlgym.scoring import score_like_mlgym
 from sandbox import Backend, Limits
 
 ANSWERS_FILE = "answers.csv"
 REQUIRED = ("data/train.csv", "data/test.csv", f"answers/{ANSWERS_FILE}")
 
 
-async def prepare_task(backend: Backend, b: TaskBundle, raw: Path, scratch: Path, limits: Limits | None = None) -> Path:
-    """Run prepare.py on `raw` under `scratch` (with the sandbox settings' `limits`) and return the staged
-    task directory (`scratch`/task)."""
+@dataclass
+class Staged:
+    path: Path  # the staged task directory
+    metrics: dict[str, float]  # what its baseline scored when evaluated as MLGym evaluates
+
+
+async def prepare_task(backend: Backend, b: TaskBundle, raw: Path, scratch: Path,
+                       limits: Limits | None = None) -> Staged:
+    """Run prepare.py on `raw` under `scratch` (with the sandbox settings' `limits`), stage its outputs in
+    `scratch`/task, then score the baseline as MLGym would."""
     stage = scratch / "task"
     stage.mkdir()
     write_bundle_files(b, stage)
     ws = await open_workspace(backend, b, raw, scratch / "run", limits)  # runs prepare.py
     try:
         collect_outputs(scratch / "run" / "workspace", ws.hidden_dir, stage)
+        for made in REQUIRED:
+            if not (stage / made).is_file():
+                raise TaskUnusable(f"prepare.py did not write {made} (as a regular file)")
+        metrics = await score_like_mlgym(ws, ws.hidden_dir)
     finally:
         await ws.close()
-    for made in REQUIRED:
-        if not (stage / made).is_file():
-            raise TaskUnusable(f"prepare.py did not write {made} (as a regular file)")
-    return stage
+    return Staged(stage, metrics)
 
 
 def write_bundle_files(b: TaskBundle, stage: Path) -> None:

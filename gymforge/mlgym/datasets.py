@@ -1,0 +1,54 @@
+"""The raw datasets an export re-prepares its tasks from: the local dataset cache first
+(<data_dir>/cache/datasets/<key>, complete with every split), NATS's object store only for a dataset the
+cache lacks. NATS is connected on the first such dataset, so an export whose datasets are all cached needs
+no server; when it is needed and does not answer, that task is unusable, with the reason."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from agents.artifacts import fetch_dataset
+from bus import Bus
+from domain.tasks import DataRef
+from gymforge.app import connect
+from gymforge.config import Settings
+from gymforge.errors import UserError
+from gymforge.mlgym.records import TaskUnusable
+
+
+class DatasetSource:
+    def __init__(self, s: Settings) -> None:
+        self.settings = s
+        self.cache_dir = s.data_dir / "cache" / "datasets"
+        self.bus: Bus | None = None
+        self.unreachable: str | None = None  # why NATS could not be connected (tried once)
+
+    def cached(self, ref: DataRef) -> Path | None:
+        target = self.cache_dir / ref.key
+        complete = (target / ".complete").is_file()
+        if complete and all((target / name.rsplit("/", 1)[-1]).is_file() for name in ref.splits.values()):
+            return target
+        return None
+
+    async def fetch(self, ref: DataRef) -> Path:
+        """The dataset's local directory: from the cache, else downloaded into it over NATS."""
+        found = self.cached(ref)
+        if found is not None:
+            return found
+        bus = await self.connected(ref)
+        return await fetch_dataset(bus, ref, self.cache_dir)
+
+    async def connected(self, ref: DataRef) -> Bus:
+        if self.bus is None and self.unreachable is None:
+            try:
+                self.bus = await connect(self.settings, name="gymforge-export", setup=False)
+            except UserError as exc:
+                self.unreachable = str(exc)
+        if self.bus is None:
+            raise TaskUnusable(f"dataset {ref.key} is not in the local cache ({self.cache_dir}) and NATS, "
+                               f"whose object store holds it, is unreachable: {self.unreachable}")
+        return self.bus
+
+    async def close(self) -> None:
+        if self.bus is not None:
+            await self.bus.close()
