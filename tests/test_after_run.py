@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -68,6 +69,14 @@ async def test_reading_commands_after_a_real_run_need_no_server(tmp_path: Path) 
     assert len(list((tmp_path / "traj").glob("*.traj"))) == 1
     assert len((tmp_path / "sft" / "train.jsonl").read_text().splitlines()) == 1
     assert await nothing_answers(url)
+
+    # export mlgym with the dataset cache gone: the datasets come from the run's object store, served for it
+    shutil.rmtree(data_dir / "cache" / "datasets")
+    mlgym = await gymforge("export", "mlgym", "--out", str(tmp_path / "mlgym"), url=url, data_dir=data_dir,
+                           timeout=300)
+    assert mlgym.code == 0, mlgym.err
+    assert len(list((tmp_path / "mlgym" / "configs" / "tasks").glob("*.yaml"))) == 1, mlgym.out
+    assert await nothing_answers(url) and not (data_dir / "nats.pid").exists()
 
 
 async def fill_store(data_dir: Path, port: int, n: int) -> None:

@@ -1,16 +1,19 @@
 """The raw datasets an export re-prepares its tasks from: the local dataset cache first
 (<data_dir>/cache/datasets/<key>, complete with every split), NATS's object store only for a dataset the
-cache lacks. NATS is connected on the first such dataset, so an export whose datasets are all cached needs
-no server; when it is needed and does not answer, that task is unusable, with the reason."""
+cache lacks. NATS is connected on the first such dataset (after a run with no server left, the data dir's
+store is served for the export, as for every reading command: `app.local_bus`), so an export whose datasets
+are all cached needs no server; when it is needed and cannot be reached, that task is unusable, with the
+reason."""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from agents.artifacts import fetch_dataset
 from bus import Bus
 from domain.tasks import DataRef
-from gymforge.app import connect
+from gymforge.app import local_bus
 from gymforge.config import Settings
 from gymforge.errors import UserError
 from gymforge.mlgym.records import TaskUnusable
@@ -21,6 +24,7 @@ class DatasetSource:
         self.settings = s
         self.cache_dir = s.data_dir / "cache" / "datasets"
         self.bus: Bus | None = None
+        self.held = contextlib.AsyncExitStack()  # the connection (and the local server's lease) while open
         self.unreachable: str | None = None  # why NATS could not be connected (tried once)
 
     def cached(self, ref: DataRef) -> Path | None:
@@ -41,7 +45,8 @@ class DatasetSource:
     async def connected(self, ref: DataRef) -> Bus:
         if self.bus is None and self.unreachable is None:
             try:
-                self.bus = await connect(self.settings, name="gymforge-export", setup=False)
+                self.bus = await self.held.enter_async_context(
+                    local_bus(self.settings, name="gymforge-export", setup=False))
             except UserError as exc:
                 self.unreachable = str(exc)
         if self.bus is None:
@@ -50,5 +55,5 @@ class DatasetSource:
         return self.bus
 
     async def close(self) -> None:
-        if self.bus is not None:
-            await self.bus.close()
+        await self.held.aclose()
+        self.bus = None
