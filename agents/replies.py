@@ -8,7 +8,7 @@ import re
 from typing import Any
 
 from agents import reply_json
-from agents.reply_blocks import ReplyError, Scan, scan
+from agents.reply_blocks import ReplyError, Scan, ends_inside_block, scan
 from agents.reply_files import read_files
 
 __all__ = ["ReplyError", "canonical_arguments", "explanation", "fenced_blocks", "files", "first_json",
@@ -18,7 +18,6 @@ EXPLANATION = re.compile(r"^[#*_\s]*EXPLANATION[*_\s]*:[*_\s]*(.+)$", re.IGNOREC
 
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
-THINK_BLOCK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
 
 
 class CutOff(ReplyError):
@@ -30,24 +29,22 @@ class CutOff(ReplyError):
 
 def split_thinking(content: str) -> tuple[str, str]:
     """(thinking, the rest) of a reply's content. Models served without a reasoning parser (Qwen3,
-    DeepSeek-R1) write `<think>…</think>` at the start; templates that open the tag in the prompt leave
-    only `</think>`; a reply cut off while thinking has no closing tag, so all of it is thinking. Nothing
-    inside thinking may count as an action, a file or JSON: it is taken out before any parsing."""
+    DeepSeek-R1) write `<think>…</think>` at the START of the content; templates that open the tag in the
+    prompt leave only `</think>`; a reply cut off while thinking has no closing tag, so all of it is
+    thinking. Nothing inside thinking may count as an action, a file or JSON: it is taken out before any
+    parsing. A tag anywhere else (a file that mentions `<think>`, a `</think>` inside a code block) is
+    text: taking it for thinking would cut the reply silently."""
     thoughts: list[str] = []
-    head, sep, tail = content.partition(THINK_CLOSE)
-    if sep and THINK_OPEN not in head:  # the opening tag was in the prompt
+    rest = content.strip()
+    head, sep, tail = rest.partition(THINK_CLOSE)
+    if sep and THINK_OPEN not in head and not ends_inside_block(head):  # the opening tag was in the prompt
         thoughts.append(head)
-        content = tail
-
-    def take(m: re.Match[str]) -> str:
-        thoughts.append(m.group(1))
-        return ""
-
-    content = THINK_BLOCK.sub(take, content)
-    if THINK_OPEN in content:  # unclosed: cut off while thinking
-        content, _, rest = content.partition(THINK_OPEN)
-        thoughts.append(rest)
-    return "\n\n".join(t.strip() for t in thoughts if t.strip()), content.strip()
+        rest = tail.strip()
+    while rest.startswith(THINK_OPEN):
+        thought, sep, tail = rest[len(THINK_OPEN):].partition(THINK_CLOSE)
+        thoughts.append(thought)
+        rest = tail.strip() if sep else ""  # no closing tag: cut off while thinking
+    return "\n\n".join(t.strip() for t in thoughts if t.strip()), rest
 
 
 TEXT_TOOL_CALL = re.compile(r"<tool_call>\s*(.*?)\s*</tool_call>", re.DOTALL)
@@ -76,10 +73,13 @@ def canonical_arguments(args: Any) -> str:
 def text_tool_calls(text: str) -> tuple[str, list[dict[str, Any]]]:
     """Tool calls written in the text (Hermes-style `<tool_call>{"name": ..., "arguments": ...}</tool_call>`,
     as some servers leave them): (the text without them, the calls). A body that is not a JSON object with a
-    name is kept as a nameless call holding the raw text, for the parser to refuse with a reason."""
+    name is kept as a nameless call holding the raw text, for the parser to refuse with a reason. Only
+    outside fenced blocks: a file or an example that holds the tags is text."""
     calls: list[dict[str, Any]] = []
 
     def take(m: re.Match[str]) -> str:
+        if ends_inside_block(text[:m.start()]):
+            return m.group(0)
         try:
             body = json.loads(m.group(1))
         except json.JSONDecodeError:

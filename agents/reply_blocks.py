@@ -101,6 +101,12 @@ def scan(text: str) -> Scan:
     return Scan(lines=lines, blocks=blocks)
 
 
+def ends_inside_block(text: str) -> bool:
+    """Whether the text ends inside a fenced block (one it opened and did not close)."""
+    blocks = scan(text).blocks
+    return bool(blocks) and not blocks[-1].closed
+
+
 def outside_text(s: Scan) -> str:
     """The reply without its blocks (each block leaves an empty line)."""
     inside = s.inside()

@@ -44,6 +44,8 @@ FILES = {  # contents that look like headers, files and fences, all inside block
     "sample_submission.csv": "id,species\n0,setosa\n",
 }
 KNOWN = tuple(FILES)
+TAG_FILES = {**FILES, "prepare.py": 'import re\nTHINK = re.compile(r"<think>.*?</think>", re.S)\n'
+                                    'CALL = "<tool_call>{\\"name\\": \\"bash\\"}</tool_call>"\nOPEN = "<think>"\n'}
 FIXED = "import json\nimport sys\nprint(json.dumps({'accuracy': 0.9}))\n"
 LANG = {"py": "python", "csv": "csv"}
 
@@ -181,6 +183,12 @@ CASES = [
     Case("bundle-qwen3-think-with-draft-files", "bundle", "<think>\n" + THINK_DRAFTS + "\n</think>\n" + bundle(),
          FILES),
     Case("bundle-reasoning-content-with-draft-files", "bundle", bundle(), FILES, reasoning_content=THINK_DRAFTS),
+    # a file that handles chat-template text holds the tags themselves: they stay the file's text
+    Case("bundle-file-holding-think-and-tool-call-tags", "bundle", bundle(files=TAG_FILES), TAG_FILES),
+    Case("bundle-file-holding-a-closing-think-tag-first", "bundle",
+         bundle(meta="", files={"prepare.py": 'END = "</think>"\n'}) + "\n" + json_block(META)
+         + bundle(meta="", files={k: v for k, v in FILES.items() if k != "prepare.py"}),
+         {**FILES, "prepare.py": 'END = "</think>"\n'}),
     Case("bundle-extra-files-in-folders-and-dunder-names", "bundle",
          bundle("**FILE:** {name}", files={**FILES, "src/__init__.py": "", "_util.py": "X = 1\n"}),
          {**FILES, "src/__init__.py": "\n", "_util.py": "X = 1\n"}),
@@ -369,7 +377,7 @@ def test_the_corpus_is_large_and_its_ids_are_unique() -> None:
 def test_reply_style(case: Case) -> None:
     reply = parse_reply(completion_body(case))
     assert "DRAFT" not in reply.text and "rm -rf data" not in reply.text  # thinking never reaches the parser
-    if case.reasoning_content or "<think>" in (case.content or ""):
+    if case.reasoning_content or (case.content or "").lstrip().startswith("<think>"):
         assert reply.reasoning
     assert completion_of(reply).cut_off == (case.finish == "length")
     if case.refuse:
