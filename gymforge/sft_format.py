@@ -30,6 +30,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from agents.replies import canonical_arguments
 from domain.tokens import conversation_tokens, estimate
 from domain.trajectory import HistoryMessage, Trajectory
 
@@ -102,15 +103,12 @@ def is_tool_mode(traj: Trajectory) -> bool:
 
 def arguments_object(args: Any, action: str | None) -> dict[str, Any]:
     """The bash call's arguments as an object, `{"command": ...}`: the command the model wrote (its
-    arguments given as an object, a JSON string, or a JSON string encoded twice), else the recorded action."""
-    value = args
-    for _ in range(2):
-        if not isinstance(value, str):
-            break
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError:
-            break
+    arguments given as an object, a JSON string, or a JSON string encoded twice:
+    agents.replies.canonical_arguments), else the recorded action."""
+    try:
+        value = json.loads(canonical_arguments(args) or "null")
+    except json.JSONDecodeError:
+        value = None
     command = value.get("command") if isinstance(value, dict) else None
     return {"command": command if isinstance(command, str) else (action or "")}
 
@@ -122,7 +120,7 @@ def arguments_text(args: Any, action: str | None) -> str:
             if isinstance(json.loads(args), dict):
                 return args
         except json.JSONDecodeError:
-            pass
+            pass  # not JSON: the object below, built from the recorded action
     return json.dumps(arguments_object(args, action), ensure_ascii=False)
 
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from agents.replies import split_thinking
+from agents.replies import canonical_arguments, split_thinking
 
 FENCE = re.compile(r"^```([\w+-]*)[^\n]*\n(.*?)\n?^```[ \t]*$", re.DOTALL | re.MULTILINE)
 CANON_FILE = re.compile(r"^FILE: (\S+)\n```[^\n]*\n(.*?)\n?^```[ \t]*$", re.DOTALL | re.MULTILINE)
@@ -99,22 +99,10 @@ def unprompted(body: str) -> str:
 
 
 def once_encoded(call: Any) -> Any:
+    """A tool call with its arguments as one JSON-encoded object (agents.replies.canonical_arguments)."""
     if not isinstance(call, dict) or not isinstance(call.get("function"), dict):
         return call
-    args = call["function"].get("arguments")
-    for _ in range(2):
-        if isinstance(args, str):
-            try:
-                decoded = json.loads(args)
-            except json.JSONDecodeError:
-                break
-            if isinstance(decoded, dict):
-                args = decoded
-                break
-            args = decoded
-    if isinstance(args, dict):
-        return {**call, "function": {**call["function"], "arguments": json.dumps(args)}}
-    return call
+    return {**call, "function": {**call["function"], "arguments": canonical_arguments(call["function"].get("arguments"))}}
 
 
 # --- shared pieces ------------------------------------------------------------------------------------
