@@ -343,6 +343,16 @@ def asker(bus: Bus, data_dir: Path, url: str) -> Asker:
     return Asker(AgentContext(bus=bus, data_dir=data_dir, models=Models(teacher=endpoint, solver=endpoint)))
 
 
+@asynccontextmanager
+async def asking(bus: Bus, data_dir: Path, url: str) -> AsyncIterator[Asker]:
+    """An asker on the scripted server at `url`, stopped afterwards."""
+    agent = asker(bus, data_dir, url)
+    try:
+        yield agent
+    finally:
+        await agent.stop()
+
+
 def problem_of(parse: Callable[[str], Any], text: str) -> str:
     with pytest.raises(ReplyError) as exc:
         parse(text)
@@ -359,12 +369,8 @@ async def usage_events(bus: Bus) -> list[Usage]:
 
 async def test_ask_corrects_an_unparseable_reply_once(bus: Bus, tmp_path: Path) -> None:
     question = [{"role": "user", "content": "Propose one topic as a JSON array."}]
-    async with ScriptedModel([BAD_TOPICS, GOOD_TOPICS]) as srv:
-        agent = asker(bus, tmp_path, srv.url)
-        try:
-            topics = await agent.ask(question, "propose_topics", parse_topics)
-        finally:
-            await agent.stop()
+    async with ScriptedModel([BAD_TOPICS, GOOD_TOPICS]) as srv, asking(bus, tmp_path, srv.url) as agent:
+        topics = await agent.ask(question, "propose_topics", parse_topics)
     assert [t.title for t in topics] == ["Classify species on iris"]
     assert len(srv.requests) == 2
     correction = render("format_correction", problem=problem_of(parse_topics, BAD_TOPICS))
@@ -383,13 +389,9 @@ async def test_ask_corrects_an_unparseable_reply_once(bus: Bus, tmp_path: Path) 
 
 async def test_ask_gives_up_with_reply_error_after_the_corrections(bus: Bus, tmp_path: Path) -> None:
     question = [{"role": "user", "content": "Propose one topic as a JSON array."}]
-    async with ScriptedModel([BAD_TOPICS]) as srv:
-        agent = asker(bus, tmp_path, srv.url)
-        try:
-            with pytest.raises(ReplyError, match=r"still after 2 format corrections"):
-                await agent.ask(question, "propose_topics", parse_topics)
-        finally:
-            await agent.stop()
+    async with ScriptedModel([BAD_TOPICS]) as srv, asking(bus, tmp_path, srv.url) as agent:
+        with pytest.raises(ReplyError, match=r"still after 2 format corrections"):
+            await agent.ask(question, "propose_topics", parse_topics)
     assert len(srv.requests) == Asker.max_corrections + 1 == 3
     assert [len(r["messages"]) for r in srv.requests] == [1, 3, 5]
     assert len(await usage_events(bus)) == 3

@@ -23,7 +23,7 @@ from prompts import render
 from tests.helpers.scripted_model import ScriptedModel as ScriptedReplies
 from tests.helpers.scripted_model import bash
 from tests.helpers.tasks import ReadyTask
-from tests.test_llm import GOOD_TOPICS, ScriptedModel, asker
+from tests.test_llm import GOOD_TOPICS, ScriptedModel, asking
 from tests.test_solver_loop import env, task  # noqa: F401 - the bwrap workspace of a real task
 
 pytestmark = pytest.mark.timeout(300)
@@ -47,12 +47,9 @@ def body(content: str, finish_reason: str = "stop", **message: Any) -> dict[str,
 async def test_a_cut_off_reply_is_never_parsed_and_gets_its_own_correction(bus: Bus, tmp_path: Path) -> None:
     question = [{"role": "user", "content": "Propose one topic as a JSON array."}]
     # the cut-off reply holds a complete, parseable array: it must not be taken
-    async with ScriptedModel([body(DRAFT_TOPICS, "length"), GOOD_TOPICS]) as srv:
-        agent = asker(bus, tmp_path, srv.url)
-        try:
-            topics = await agent.ask(question, "propose_topics", parse_topics)
-        finally:
-            await agent.stop()
+    async with ScriptedModel([body(DRAFT_TOPICS, "length"), GOOD_TOPICS]) as srv, \
+            asking(bus, tmp_path, srv.url) as agent:
+        topics = await agent.ask(question, "propose_topics", parse_topics)
     assert [t.title for t in topics] == ["Classify species on iris"]
     assert len(srv.requests) == 2
     correction = srv.requests[1]["messages"][-1]
@@ -63,13 +60,9 @@ async def test_a_cut_off_reply_is_never_parsed_and_gets_its_own_correction(bus: 
 async def test_a_reply_cut_off_every_time_ends_in_a_reply_error_saying_so(bus: Bus, tmp_path: Path) -> None:
     from agents.replies import ReplyError
 
-    async with ScriptedModel([body(GOOD_TOPICS, "length")]) as srv:
-        agent = asker(bus, tmp_path, srv.url)
-        try:
-            with pytest.raises(ReplyError, match="cut off at the length limit.*still after 2"):
-                await agent.ask([{"role": "user", "content": "topics"}], "propose_topics", parse_topics)
-        finally:
-            await agent.stop()
+    async with ScriptedModel([body(GOOD_TOPICS, "length")]) as srv, asking(bus, tmp_path, srv.url) as agent:
+        with pytest.raises(ReplyError, match="cut off at the length limit.*still after 2"):
+            await agent.ask([{"role": "user", "content": "topics"}], "propose_topics", parse_topics)
     assert len(srv.requests) == 3
 
 
@@ -82,13 +75,9 @@ async def test_a_reply_cut_off_every_time_ends_in_a_reply_error_saying_so(bus: B
 async def test_thinking_is_read_apart_and_its_draft_is_not_the_answer(
         bus: Bus, tmp_path: Path, message: dict[str, Any]) -> None:
     content = message.pop("content")
-    async with ScriptedModel([body(content, **message)]) as srv:
-        agent = asker(bus, tmp_path, srv.url)
-        try:
-            reply = await agent.llm.complete([{"role": "user", "content": "topics"}], purpose="propose_topics")
-            topics = await agent.ask([{"role": "user", "content": "topics"}], "propose_topics", parse_topics)
-        finally:
-            await agent.stop()
+    async with ScriptedModel([body(content, **message)]) as srv, asking(bus, tmp_path, srv.url) as agent:
+        reply = await agent.llm.complete([{"role": "user", "content": "topics"}], purpose="propose_topics")
+        topics = await agent.ask([{"role": "user", "content": "topics"}], "propose_topics", parse_topics)
     assert "DRAFT" in reply.reasoning and "DRAFT" not in reply.text and "<think>" not in reply.text
     assert [t.title for t in topics] == ["Classify species on iris"]
 

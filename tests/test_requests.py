@@ -41,6 +41,7 @@ from store import queries
 from store.db import Store
 from store.writes import entity_rows
 from teacher.probe import probe_reply
+from tests.test_llm import ScriptedModel
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -59,35 +60,19 @@ def refusal(message: str, status: int = 400) -> tuple[int, dict[str, Any]]:
     return status, {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": None}}
 
 
-class StandIn:
+class StandIn(ScriptedModel):
     """A stand-in OpenAI-shaped endpoint: answers POST /v1/chat/completions by `rule(body)` -> (status, JSON)
-    and records every request body."""
+    and records every request body (test_llm's scripted server, answering by a rule)."""
 
     def __init__(self, rule: Rule) -> None:
+        super().__init__([])
         self.rule = rule
-        self.requests: list[dict[str, Any]] = []
-        self.runner: web.AppRunner | None = None
-        self.url = ""
 
     async def chat(self, request: web.Request) -> web.Response:
         body = await request.json()
         self.requests.append(body)
         status, answer = self.rule(body)
         return web.json_response(answer, status=status)
-
-    async def __aenter__(self) -> StandIn:
-        app = web.Application()
-        app.add_routes([web.post("/v1/chat/completions", self.chat)])
-        self.runner = web.AppRunner(app, access_log=None)
-        await self.runner.setup()
-        await web.TCPSite(self.runner, "127.0.0.1", 0).start()
-        host, port = self.runner.addresses[0][:2]
-        self.url = f"http://{host}:{port}/v1"
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self.runner:
-            await self.runner.cleanup()
 
 
 @asynccontextmanager
